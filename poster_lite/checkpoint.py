@@ -1,0 +1,175 @@
+"""Checkpoints: one file each, written atomically, readable with `weights_only=True`.
+
+A poster-lite checkpoint is a `torch.save`d dict of plain types:
+
+    {"format": "poster-lite-checkpoint", "version": 1,
+     "meta": "<JSON text>",            # config, classes, channel_order, metrics, epoch ...
+     "state_dict": {name: tensor},    # the model's weights
+     "training": {...}}               # only in `last`: optimiser, schedule, RNG, history
+
+Nothing in it is a pickled Python object, so `torch.load(..., weights_only=True)`
+reads it and a downloaded checkpoint cannot run code. The metadata is JSON text so
+that its keys stay simple and anyone can print it.
+
+Writes go to a temporary file in the same folder and are then renamed over the
+target (`os.replace`), so a run killed mid-write leaves the previous file intact.
+
+`load_checkpoint` also reads the authors' released POSTER checkpoints: their
+class order and channel order follow from the release's facts (RAF-DB: token
+mixers, BGR, RAF-DB order; AffectNet: no token mixers, RGB, AffectNet order).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+FORMAT = "poster-lite-checkpoint"
+VERSION = 1
+
+# The release's label orders (POSTER_FACTS.md), in this package's class names.
+RAF_DB_ORDER = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
+AFFECTNET_ORDER = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
+
+
+def atomic_write(path, write) -> Path:
+    """Call write(temp_path), then rename the temporary file onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def default_meta(model: nn.Module) -> dict:
+    meta = dict(getattr(model, "meta", None) or {})
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        meta.setdefault("config", config.to_dict())
+    meta.setdefault("channel_order", "rgb")
+    return meta
+
+
+def save_checkpoint(model: nn.Module, path, meta: dict | None = None, training: dict | None = None) -> Path:
+    """Write `model`'s weights and JSON metadata to `path` (atomically).
+
+    `meta` adds to / overrides the model's own `meta` and config. Give at least
+    `classes` so that predictions can be named. `training` is the resumable state
+    the engine stores in `last`.
+    """
+    model = _unwrap(model)
+    full_meta = default_meta(model)
+    full_meta.update(meta or {})
+    try:
+        meta_text = json.dumps(full_meta)
+    except TypeError as e:
+        raise TypeError(f"checkpoint metadata must be JSON-serialisable: {e}") from None
+    payload = {"format": FORMAT, "version": VERSION, "meta": meta_text,
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    if training is not None:
+        payload["training"] = training
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def read_checkpoint_file(path) -> dict:
+    """The raw contents of a poster-lite checkpoint: {"meta": dict, "state_dict", "training"}."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a checkpoint file "
+                        f"(a training run's folder holds the checkpoints `last` and `best`)")
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path} is not a readable checkpoint (torch.load with weights_only=True "
+                        f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
+        return {"release": obj, "path": str(path)}
+    if obj.get("version", 0) > VERSION:
+        raise UserError(f"{path} was written by a newer poster-lite (checkpoint version "
+                        f"{obj['version']}; this one reads up to {VERSION})")
+    return {"meta": json.loads(obj["meta"]), "state_dict": obj["state_dict"],
+            "training": obj.get("training"), "path": str(path)}
+
+
+def _release_model(obj, path: str, classes=None, channel_order=None) -> nn.Module:
+    """Build and fill a POSTER from the authors' checkpoint; the config follows from its keys."""
+    from .models.official import _as_state_dict, load_official_weights
+    from .models.poster import build_model
+
+    try:
+        sd = _as_state_dict(obj, path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if not any(k.startswith("pyramid_fuse.") for k in sd):
+        raise UserError(f"{path} is neither a poster-lite checkpoint nor a whole POSTER from the "
+                        "authors' release (a backbone file like ir50.pth goes through "
+                        "load_official_weights)")
+    block_ids = {int(k.split(".")[2]) for k in sd if k.startswith("pyramid_fuse.blocks.")}
+    mix_tokens = any(k.startswith("pyramid_fuse.blocks.") and ".conv." in k for k in sd)
+    num_classes = sd["head.linear.weight"].shape[0]
+    model = build_model("poster-l", depth=max(block_ids) + 1, mix_tokens=mix_tokens, num_classes=num_classes)
+    load_official_weights(model, sd, verbose=False)
+    # RAF-DB release: token mixers, OpenCV-read (BGR) images; AffectNet release: neither.
+    order = RAF_DB_ORDER if mix_tokens else AFFECTNET_ORDER
+    model.meta = {"classes": list(classes or order[:num_classes]),
+                  "channel_order": channel_order or ("bgr" if mix_tokens else "rgb"),
+                  "config": model.config.to_dict(), "source": "authors' release", "metrics": {}}
+    return model
+
+
+def load_checkpoint(path, device=None, classes=None, channel_order=None) -> nn.Module:
+    """A model (eval mode) from a checkpoint file, with `model.meta` (classes, channel_order, config, metrics).
+
+    Reads poster-lite checkpoints (`DIR/best`, `DIR/last`) and the authors' released
+    whole-POSTER checkpoints. `classes` / `channel_order` override the metadata.
+    """
+    from .config import PosterConfig
+    from .models.poster import PosterModel
+
+    contents = read_checkpoint_file(path)
+    if "release" in contents:
+        model = _release_model(contents["release"], contents["path"], classes, channel_order)
+    else:
+        meta = contents["meta"]
+        if "config" not in meta:
+            raise UserError(f"{path} holds no POSTER config in its metadata, so the model cannot be "
+                            "rebuilt; load its state_dict into your own module with read_checkpoint_file")
+        try:
+            config = PosterConfig.from_dict(meta["config"])
+        except (ValueError, TypeError) as e:
+            raise UserError(f"{path}: its config cannot be rebuilt: {e}") from None
+        model = PosterModel(config)
+        try:
+            model.load_state_dict(contents["state_dict"], strict=True)
+        except RuntimeError as e:
+            raise UserError(f"{path} does not fit the model its config describes: {e}") from None
+        model.meta = dict(meta)
+        if classes is not None:
+            model.meta["classes"] = list(classes)
+        if channel_order is not None:
+            model.meta["channel_order"] = channel_order
+    model.meta.setdefault("metrics", {})
+    if model.meta.get("channel_order") not in ("rgb", "bgr"):
+        raise UserError(f"{path}: channel_order must be 'rgb' or 'bgr', got {model.meta.get('channel_order')!r}")
+    if device is not None:
+        model.to(device)
+    return model.eval()
