@@ -21,6 +21,19 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Run every notebook headless in the default mode; pass notebook prefixes or
+# parameters through TOUR_ARGS, e.g. make tour TOUR_ARGS="03 04 -p DEVICE=cuda".
+tour: $(STAMP)
+	$(PY) tools/tour.py $(TOUR_ARGS)
+
+# A static site over the tour's HTML pages: runs/book/index.html.
+book: $(STAMP)
+	$(PY) tools/book.py
+
+# Student versions of the notebooks (solution cells stubbed) in labs/.
+labs: $(STAMP)
+	$(PY) tools/make_labs.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py
 

@@ -1,0 +1,477 @@
+# %% [markdown]
+# # 03 · Cross-fusion: attention that swaps its questions
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/poster-lite/poster-lite/blob/main/notebooks/03_cross_fusion.ipynb)
+#
+# > Attention from scratch, self- versus cross-attention and POSTER's query swap: build one cross-fusion block by hand and prove it is the package's.
+#
+# POSTER has two views of every face: an **image stream** (IR-50 features, "what the skin and
+# muscles look like") and a **landmark stream** (MobileFaceNet features, "where the eyes, brows
+# and mouth are"). Notebook 02 turned both into 50 tokens each. This notebook is about the one
+# idea that joins them: a transformer block in which each stream asks the *other* stream's
+# questions.
+#
+# **Learning goals.** After this notebook you can
+# 1. compute multi-head scaled dot-product attention by hand and name every shape on the way;
+# 2. say what changes between self-attention and cross-attention, and which stream an output belongs to;
+# 3. write POSTER's cross-fusion block (query swap, no query projection, token mixer) and check it number for number against `poster_lite`;
+# 4. explain what `swap_depth` changes in a model (the computation) and what it does not (parameters, FLOPs);
+# 5. read the attention weights of a model on a face, and know which of them are maps of the face and which are not.
+#
+# Time: about one lab hour. Runs on a laptop CPU in a minute or two.
+
+# %% tags=["parameters"]
+# Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).
+SMOKE = 0                # 1: the quickest run that still touches every cell (what the tests run)
+DEVICE = "auto"          # "auto" (a GPU if there is one), "cpu" or "cuda"
+DATA = "synthfer"        # where the face of section 5 comes from: "synthfer" or a data set poster_lite.data knows
+MODEL = "poster-nano"    # size knob: "poster-nano" runs anywhere; "poster-l" is the paper's POSTER
+CHECKPOINT = ""          # a trained checkpoint for section 5; "" looks for the suite's own, else trains a small one
+
+# %%
+# Setup. On Colab this installs poster-lite (the only cell that downloads anything);
+# locally, `make lab` has already installed it into the project's .venv.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/poster-lite/poster-lite"], check=True)
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import poster_lite as pl
+from poster_lite import checks
+
+torch.manual_seed(0)
+if DEVICE == "auto":
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+else:
+    device = torch.device(DEVICE)
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+RUN_DIR = ROOT / "runs" / "03_cross_fusion"      # figures and small results of this notebook
+RUN_DIR.mkdir(parents=True, exist_ok=True)
+print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+
+# %% [markdown]
+# ## 1 · Attention from scratch
+#
+# Attention lets every token gather information from all the others, in proportions it decides
+# itself. Each token plays three roles:
+#
+# - a **query** $q$: what this token is looking for;
+# - a **key** $k$: the label under which it can be found;
+# - a **value** $v$: what it hands over when it is found.
+#
+# A query is compared with every key by a dot product; a softmax turns the scores into weights
+# that are positive and sum to one; the output is the weighted mix of the values:
+#
+# $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_h}}\right) V .$$
+#
+# With $N_q$ queries, $N_k$ keys and head size $d_h$: $Q$ is $N_q \times d_h$, $K$ and $V$ are
+# $N_k \times d_h$, the weights are $N_q \times N_k$ and the output is $N_q \times d_h$.
+# **The output has one row per query.** Keep that in mind; it is the whole trick of section 3.
+
+# %%
+torch.manual_seed(0)
+Nq, Nk, d_h = 4, 6, 8
+q, k, v = torch.randn(Nq, d_h), torch.randn(Nk, d_h), torch.randn(Nk, d_h)
+
+scores = q @ k.T / math.sqrt(d_h)      # Nq x Nk: how well each query matches each key
+weights = scores.softmax(dim=-1)       # each row: a probability distribution over the keys
+out = weights @ v                      # Nq x d_h: per query, a weighted mix of the values
+
+print("q", tuple(q.shape), " k", tuple(k.shape), " scores", tuple(scores.shape), " out", tuple(out.shape))
+print("each row of weights sums to", weights.sum(dim=-1).numpy().round(6))
+assert out.shape == (Nq, d_h) and torch.allclose(weights.sum(dim=-1), torch.ones(Nq))
+
+# %% [markdown]
+# **Why divide by $\sqrt{d_h}$?** A dot product of two random vectors with unit-variance
+# entries has variance $d_h$: the longer the vectors, the larger the scores, and a softmax of
+# large scores puts almost all weight on one key, whose gradient is then almost zero.
+# Dividing by $\sqrt{d_h}$ brings the scores back to unit spread at any head size. The cell
+# below measures it: the spread of raw scores grows like $\sqrt{d_h}$, and without the scaling
+# the largest softmax weight over 50 keys creeps towards 1.
+
+# %%
+torch.manual_seed(0)
+rows = []
+for size in (4, 16, 64, 256):
+    qs, ks = torch.randn(500, size), torch.randn(50, size)
+    raw = qs @ ks.T
+    rows.append({"head size d_h": size, "std of q·k": raw.std().item(),
+                 "max weight, unscaled": raw.softmax(-1).max(-1).values.mean().item(),
+                 "max weight, scaled": (raw / math.sqrt(size)).softmax(-1).max(-1).values.mean().item()})
+pd.DataFrame(rows).round(3)
+
+# %% [markdown]
+# **Heads.** POSTER uses 8 heads at every pyramid level. The $d$ numbers of each token are cut
+# into 8 slices of $d_h = d/8$ (64 at $d=512$, 16 at $d=128$); every head runs the formula above
+# on its own slice, so different heads can match tokens on different features; the 8 outputs
+# are put back side by side. In tensor terms: reshape $B \times N \times d$ to
+# $B \times N \times h \times d_h$, move the head axis forward to $B \times h \times N \times d_h$,
+# attend (the `@` operator batches over the leading axes), and undo the reshape.
+#
+# ### Exercise 1 · Multi-head attention
+# Write `attention(q, k, v, num_heads)` for batched tokens: `q` is $B \times N_q \times d$, `k`
+# and `v` are $B \times N_k \times d$, and the result is $B \times N_q \times d$. No learned
+# weights here: only the mechanism. The check below tries 1, 4 and 8 heads and queries and keys
+# of different lengths, and compares with PyTorch's `scaled_dot_product_attention`.
+
+# %% tags=["solution"]
+def attention(q, k, v, num_heads):
+    """Multi-head scaled dot-product attention without projections.
+
+    q: B x Nq x d; k, v: B x Nk x d; d divisible by num_heads. Returns B x Nq x d.
+    """
+    B, Nq, d = q.shape
+    head_dim = d // num_heads
+
+    def split_heads(t):                                   # B x N x d -> B x heads x N x head_dim
+        return t.reshape(B, t.shape[1], num_heads, head_dim).transpose(1, 2)
+
+    q, k, v = split_heads(q), split_heads(k), split_heads(v)
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(head_dim)).softmax(dim=-1)   # B x heads x Nq x Nk
+    out = weights @ v                                                          # B x heads x Nq x head_dim
+    return out.transpose(1, 2).reshape(B, Nq, d)                               # heads side by side again
+
+# %% tags=["check"]
+checks.check_attention(attention)
+
+# %% [markdown]
+# ## 2 · Self-attention and cross-attention
+#
+# In **self-attention** queries, keys and values all come from the same set of tokens: a
+# stream talks to itself. In **cross-attention** the queries come from somewhere else. Because
+# the output has one row per query but is made of the *values*, cross-attention reads the
+# content of one set of tokens *as requested by* another.
+#
+# A toy makes this concrete. Four image tokens describe four regions of a face; their keys
+# point in four different directions (one per region) and their values are simply one-hot
+# "region ids", so an output row shows which regions it read. Four landmark tokens each carry a
+# question: the first one noticed the lip corners move, the second the brows go up, and so on.
+
+# %%
+regions = ["eyes", "brows", "mouth", "jaw"]
+image_keys = 4.0 * torch.eye(4)                  # region i is found along direction i
+image_values = torch.eye(4)                      # what a region hands over: its id
+landmark_questions = 4.0 * torch.tensor([
+    [0.0, 0.0, 1.0, 0.0],                        # "lip corners moved": look at the mouth
+    [0.0, 1.0, 0.0, 0.0],                        # "brows went up": look at the brows
+    [0.0, 0.0, 0.7, 0.7],                        # "jaw dropped": mouth and jaw
+    [0.7, 0.7, 0.0, 0.0],                        # "eyes narrowed": eyes and brows
+])
+landmark_names = ["lip corners", "brow raise", "jaw drop", "eye squint"]
+
+
+def attention_weights(queries, keys):
+    return (queries @ keys.T / math.sqrt(keys.shape[-1])).softmax(dim=-1)
+
+
+self_w = attention_weights(image_keys, image_keys)            # the image stream asks itself
+cross_w = attention_weights(landmark_questions, image_keys)   # the landmarks ask the image
+print("cross-attention output (one row per landmark question, columns = regions read):")
+print(pd.DataFrame((cross_w @ image_values).numpy().round(2), index=landmark_names, columns=regions))
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), constrained_layout=True)
+for ax, w, asks, title in [(axes[0], self_w, regions, "self-attention: image asks image"),
+                           (axes[1], cross_w, landmark_names, "cross-attention: landmarks ask image")]:
+    ax.imshow(w.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(4), regions)
+    ax.set_yticks(range(4), asks)
+    ax.set_xlabel("keys and values: image tokens")
+    ax.set_ylabel("queries")
+    ax.set_title(title, fontsize=11)
+    for (i, j), value in np.ndenumerate(w.numpy()):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if value > 0.5 else "black")
+fig.savefig(RUN_DIR / "self_vs_cross.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# On the left each region mostly reads itself. On the right every row is a landmark question
+# and the image answers it: the "lip corners" question reads the mouth, the "jaw drop" question
+# reads mouth and jaw half and half. The answers are image content, so in POSTER they are added
+# back into the **image** stream, at the position of the token that asked.
+
+# %% [markdown]
+# ## 3 · The query swap: POSTER's cross-fusion block
+#
+# The block sees one sequence of 100 tokens of size $d$: image class token, 49 image tokens,
+# landmark class token, 49 landmark tokens (the class tokens are the means of their streams; see
+# notebook 02). It has two pre-norm transformer branches, one per stream, and each takes its
+# queries from the **other** stream:
+#
+# | branch | queries | keys and values | the output updates |
+# |---|---|---|---|
+# | image | landmark half of $\mathrm{LN}_1(x)$, **not projected** | image half of $\mathrm{LN}_1(x)$, through one $\mathrm{Linear}(d, 2d)$ | the 50 image tokens |
+# | landmark | image half of $\mathrm{LN}_3(x)$, **not projected** | landmark half of $\mathrm{LN}_3(x)$, through its own $\mathrm{Linear}(d, 2d)$ | the 50 landmark tokens |
+#
+# In formulas, for the image branch (the landmark branch mirrors it with its own layers):
+#
+# $$x_{img} \leftarrow x_{img} + \mathrm{proj}\big(\mathrm{Attention}(n_{lm},\; n_{img}W_k,\; n_{img}W_v)\big), \qquad n = \mathrm{LN}_1(x)$$
+# $$x_{img} \leftarrow x_{img} + \mathrm{MLP}_1\big(\mathrm{LN}_2(x_{img})\big)$$
+#
+# Three details are easy to get wrong, and they matter for loading the authors' weights:
+#
+# - **No query projection.** A standard transformer computes $Q = nW_q$. Here the other
+#   stream's normed tokens *are* the queries; only keys, values and the output are projected.
+#   The keys learn to answer questions posed in the other network's raw feature space.
+# - **Each branch norms the whole 100-token sequence** with its own LayerNorm, then splits it.
+# - **Token mixer.** The RAF-DB release ends every block with `Conv1d(100, 100, kernel_size=1)`
+#   over the token axis: each output token is a learned mix of all 100 tokens. (The AffectNet
+#   release has no mixer; `mix_tokens=False`.)
+#
+# With the swap switched off (`swap=False`) each branch takes its queries from its own stream:
+# the same parameters now do plain self-attention per stream. That is the "no swap" row of the
+# paper's Table 2.
+#
+# ### Exercise 2 · Build the block
+# Write `CrossFusionFromScratch(dim, num_heads, mlp_ratio, num_tokens, swap=True, mix_tokens=True)`.
+# Use your `attention` from exercise 1. Give the layers these names, so that the check can load
+# the weights of `poster_lite`'s `CrossFusionBlock` into yours and compare outputs:
+#
+# - per stream, `img` and `lm`: `norm` (LayerNorm, eps $10^{-6}$), `attn.kv` (Linear $d \to 2d$:
+#   the first $d$ outputs are keys, the last $d$ values), `attn.proj` (Linear $d \to d$),
+#   `mlp_norm` (LayerNorm), `mlp.fc1` (Linear $d \to$ `mlp_ratio` $\cdot d$), GELU, `mlp.fc2`;
+# - `token_mixer`: `Conv1d(num_tokens, num_tokens, 1)`, or `None` when `mix_tokens=False`.
+#
+# (The check also accepts a function `f(x, block)` that computes the output from the layers of a
+# `poster_lite` block, if you would rather not build the layers.)
+
+# %% tags=["solution"]
+class KeyValueAttention(nn.Module):
+    """Attention whose queries arrive ready-made: only keys, values and the output are projected."""
+
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, queries, context):
+        keys, values = self.kv(context).chunk(2, dim=-1)
+        return self.proj(attention(queries, keys, values, self.num_heads))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Branch(nn.Module):
+    """The layers that update one stream."""
+
+    def __init__(self, dim, num_heads, mlp_ratio):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = KeyValueAttention(dim, num_heads)
+        self.mlp_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x_own, normed_own, queries):
+        x_own = x_own + self.attn(queries, normed_own)
+        return x_own + self.mlp(self.mlp_norm(x_own))
+
+
+class CrossFusionFromScratch(nn.Module):
+    """B x 2N x d -> B x 2N x d; the first N tokens are the image stream, the last N the landmarks."""
+
+    def __init__(self, dim, num_heads, mlp_ratio, num_tokens, swap=True, mix_tokens=True):
+        super().__init__()
+        self.swap = swap
+        self.img = Branch(dim, num_heads, mlp_ratio)
+        self.lm = Branch(dim, num_heads, mlp_ratio)
+        self.token_mixer = nn.Conv1d(num_tokens, num_tokens, 1) if mix_tokens else None
+
+    def forward(self, x):
+        half = x.shape[1] // 2
+        x_img, x_lm = x[:, :half], x[:, half:]
+        n_img, n_lm = self.img.norm(x).split(half, dim=1)       # the image branch's norm of ALL tokens
+        new_img = self.img(x_img, n_img, queries=n_lm if self.swap else n_img)
+        n_img, n_lm = self.lm.norm(x).split(half, dim=1)        # the landmark branch's own norm
+        new_lm = self.lm(x_lm, n_lm, queries=n_img if self.swap else n_lm)
+        x = torch.cat([new_img, new_lm], dim=1)
+        return self.token_mixer(x) if self.token_mixer is not None else x
+
+# %% tags=["check"]
+checks.check_cross_fusion_block(CrossFusionFromScratch)
+
+# %% [markdown]
+# The check used a small block. Here is the real size, the largest pyramid level of POSTER:
+# $d = 512$, 8 heads, 100 tokens. We copy the package block's weights into ours and compare
+# outputs and parameter counts.
+
+# %%
+from poster_lite.models.fusion import CrossFusionBlock
+
+torch.manual_seed(1)
+theirs = CrossFusionBlock(dim=512, num_heads=8, mlp_ratio=2.0, num_tokens=100).eval()
+mine = CrossFusionFromScratch(dim=512, num_heads=8, mlp_ratio=2.0, num_tokens=100).eval()
+mine.load_state_dict(theirs.state_dict())                    # strict: every name and shape must agree
+
+tokens = torch.randn(2, 100, 512)
+with torch.no_grad():
+    difference = (mine(tokens) - theirs(tokens)).abs().max().item()
+params = sum(p.numel() for p in mine.parameters())
+print(f"input {tuple(tokens.shape)} -> output {tuple(mine(tokens).shape)}")
+print(f"parameters: mine {params:,}, poster_lite {sum(p.numel() for p in theirs.parameters()):,}")
+print(f"largest difference between the outputs: {difference:.2e}")
+assert mine(tokens).shape == tokens.shape and difference < 1e-4
+print(f"HEADLINE: block built from scratch matches poster_lite's to {difference:.1e}")
+
+# %% [markdown]
+# Where do the 3.16 million parameters of one block at $d=512$ go? Per branch: the key-value
+# projection $2d^2$, the output projection $d^2$ and the MLP $2 \cdot 2d^2$, so about $7d^2$
+# (a standard block with a query projection would have $8d^2$); two branches make $14d^2 \approx
+# 3.67$M... minus nothing: let us count rather than guess.
+
+# %%
+by_part = {}
+for name, p in mine.named_parameters():
+    part = name.split(".")[0] + ("." + name.split(".")[1] if name.startswith(("img", "lm")) else "")
+    by_part[part] = by_part.get(part, 0) + p.numel()
+pd.Series(by_part, name="parameters").to_frame().assign(
+    share=lambda t: (t.parameters / t.parameters.sum()).round(3))
+
+# %% [markdown]
+# ## 4 · What the swap changes, and what it does not
+#
+# Switching the swap off changes **who asks**, nothing else: the block has exactly the same
+# parameters, and the same arithmetic (a query matrix of the same size meets the same keys).
+# So the swap is free in parameters and FLOPs; only the function changes. The cell below takes
+# one block, computes it with and without the swap on the same weights, and compares.
+
+# %%
+torch.manual_seed(2)
+with_swap = CrossFusionBlock(128, 4, 2.0, 100, swap=True).eval()
+without_swap = CrossFusionBlock(128, 4, 2.0, 100, swap=False).eval()
+without_swap.load_state_dict(with_swap.state_dict())     # the very same weights
+x = torch.randn(1, 100, 128)
+with torch.no_grad():
+    a, b = with_swap(x), without_swap(x)
+same_keys = with_swap.state_dict().keys() == without_swap.state_dict().keys()
+print(f"same parameter names and shapes: {same_keys}")
+print(f"outputs differ by up to {(a - b).abs().max():.3f} (mean |x| is {x.abs().mean():.3f})")
+assert same_keys and (a - b).abs().max() > 1e-3
+
+# %% [markdown]
+# A whole POSTER stacks `depth` pyramid blocks. `swap_depth` says how many of the *leading*
+# blocks swap; the rest do self-attention per stream. The paper's Table 2 tried 0, 1, 2, 4 and 8
+# of POSTER's 8 blocks and found that swapping everywhere is best, by 0.8 points of accuracy
+# over no swap at all. The table below builds each variant of the paper-size model and of the
+# one chosen in the parameters, and shows which blocks swap (■) and their size.
+
+# %%
+PAPER_TABLE_2 = {0: (91.27, 85.66), 1: (91.68, 85.71), 2: (91.89, 85.88), 4: (91.91, 85.86), 8: (92.05, 86.03)}
+rows = []
+for name in dict.fromkeys(["poster-l", MODEL]):
+    depth = pl.make_config(name).depth
+    settings = sorted(set(PAPER_TABLE_2) | {depth}) if name == "poster-l" else range(depth + 1)
+    for swap_depth in settings:
+        if swap_depth > depth:
+            continue
+        variant = pl.build_model(name, swap_depth=swap_depth)
+        swaps = [block.swap for block in variant.fusion.blocks]
+        acc, macc = PAPER_TABLE_2.get(swap_depth, (None, None)) if name == "poster-l" else (None, None)
+        rows.append({"model": name, "swap_depth": swap_depth,
+                     "blocks": "".join("■" if s else "□" for s in swaps),
+                     "params": sum(p.numel() for p in variant.parameters()),
+                     "paper acc": acc, "paper mAcc": macc})
+        del variant
+swap_table = pd.DataFrame(rows)
+swap_table
+
+# %% [markdown]
+# The parameter counts agree down to the last digit within each model: the swap is a choice
+# of wiring, not of weights. Notebook 07 trains these variants at nano scale and puts our
+# accuracies beside the paper's column.
+#
+# The **swap-depth explorer** below (from `poster_lite.widgets`) lets you move a slider over
+# `swap_depth` and `depth` and see the same facts, plus the attention of a trained model, change
+# live. Where widgets cannot render (a static HTML page, a plain script) the table above is the
+# static version of it.
+
+# %%
+try:
+    from poster_lite.widgets import swap_depth_explorer
+except ImportError:          # the widgets module is optional for this notebook
+    swap_depth_explorer = None
+if swap_depth_explorer is None:
+    print("poster_lite.widgets is not installed in this version; the table above shows the same facts.")
+else:
+    display(swap_depth_explorer())
+
+# %% [markdown]
+# ## 5 · Attention on a face
+#
+# `model.forward_with_attention(x)` runs the model with the explicit softmax path and returns,
+# besides the logits, every attention matrix: a dict keyed by `(block, level, stream)` with
+# tensors of shape $B \times \text{heads} \times 50 \times 50$. Read the stream key as *the
+# branch that updates that stream*:
+#
+# - `"img"`: keys and values are the image tokens; with the swap, the queries (rows) are the
+#   landmark tokens. Row 0 is the landmark class token asking the image.
+# - `"lm"`: keys and values are the landmark tokens, queries are the image tokens. **Row 0 is
+#   the image class token asking the landmark stream**, and columns 1 to 49 are the cells of
+#   MobileFaceNet's $7 \times 7$ feature map: a real map over the face.
+#
+# The columns of `"img"` are *not* a map of the face in the release's layout: its image tokens
+# are a raw reshape of the IR-50 feature map, each token a slab of about five whole channel
+# maps (notebook 02). With `image_tokens="spatial"` they become cells of a $7 \times 7$ grid too.
+#
+# A randomly initialised model attends almost uniformly (its queries and keys are nearly
+# orthogonal), so we want a trained one. The next cell uses, in this order: the `CHECKPOINT`
+# parameter, the model the suite trains in notebook 05 if it is on disk, or else it trains a
+# small one now on SynthFER (a few minutes on a CPU, cached for next time; in `SMOKE` mode a
+# few steps only, which is enough to run the cells but not to learn anything).
+
+# %%
+# FACE_AND_MODEL_CELL
+
+# %% [markdown]
+# ## Summary
+#
+# - Attention is a soft lookup: queries meet keys, a softmax turns the matches into weights,
+#   and the output mixes values, **one row per query**. Dividing by $\sqrt{d_h}$ keeps the
+#   softmax from saturating; heads let different slices of the features match differently.
+# - Cross-attention takes its queries from another set of tokens; the answer is made of the
+#   values, so it belongs to the stream that owns the keys.
+# - POSTER's cross-fusion block runs one branch per stream; each branch takes its queries, *not
+#   projected*, from the other stream's normed tokens; a Conv1d over the token axis mixes the
+#   100 tokens at the end. You built it and matched the package to float precision.
+# - The swap costs no parameters and no FLOPs; `swap_depth` only rewires who asks whom.
+# - Of the attention maps, the landmark branch's (image class token over landmark tokens) is a
+#   map of the face; the image branch's is one only with spatial image tokens.
+#
+# Next: notebook 04 stacks these blocks at three embedding sizes into the pyramid.
+#
+# ## Exercises
+#
+# 1. *(code, checked above)* `attention` and `CrossFusionFromScratch`.
+# 2. Add a query projection `nn.Linear(d, d)` to each branch of your block. How many parameters
+#    does a POSTER-L gain (8 blocks, levels 512, 256 and 128)? Is the result still loadable
+#    from the authors' checkpoints?
+# 3. In your block, the image branch norms the whole 100-token sequence. Change it to norm only
+#    the image half for keys and only the landmark half for queries (two separate norms). Does
+#    the check still pass? Why not, and would the two versions be equally good models?
+# 4. Section 5 shows the last block. Plot the same map for every block of the model. Does the
+#    attention get sharper or flatter with depth? Compute the entropy of row 0 per block.
+# 5. Build `pl.build_model(MODEL, image_tokens="spatial")`, train it the same way and show the
+#    `"img"` map (landmark class token over image tokens) as a $7 \times 7$ map. Do both streams
+#    look at the same parts of the face?
+# 6. The toy of section 2 used scaled-up keys (`4.0 * torch.eye(4)`). Set the factor to 1.
+#    What happens to the cross-attention weights, and what does that tell you about why trained
+#    attention needs large query-key products to be selective?

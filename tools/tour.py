@@ -1,0 +1,158 @@
+"""`make tour`: run every notebook headless, keep the executed copies and their HTML.
+
+    python tools/tour.py                        # all notebooks/NN_*.ipynb, default mode (SMOKE=0)
+    python tools/tour.py 03 04                  # only notebooks whose name starts with these
+    python tools/tour.py -p DEVICE=cuda -p DATA=raf-db
+    python tools/tour.py --smoke                # SMOKE=1, what the tests run
+
+Each notebook runs with papermill (its `parameters` cell overridden by -p values,
+SMOKE=0 unless --smoke) in notebooks/ as the working directory. Results go to
+runs/tour/: NN_name.ipynb (executed), NN_name.html (nbconvert) and summary.json,
+and a table is printed: notebook, status, minutes, headline.
+
+A notebook states its headline number by printing one line that starts with
+`HEADLINE:` (e.g. `print(f"HEADLINE: test accuracy {acc:.1%}")`); the last such
+line is the one reported. A notebook that prints none shows "-".
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import pathlib
+import sys
+import time
+
+import nbformat
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+OUT = REPO / "runs" / "tour"
+HEADLINE = "HEADLINE:"
+
+
+def find_notebooks(prefixes=()) -> list[pathlib.Path]:
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if prefixes:
+        found = [p for p in found if any(p.name.startswith(x) for x in prefixes)]
+    return found
+
+
+def parse_parameter(text: str) -> tuple[str, object]:
+    """'EPOCHS=3' -> ('EPOCHS', 3); values are Python literals, else plain strings."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+def headline(nb: nbformat.NotebookNode) -> str | None:
+    """The text of the last `HEADLINE:` line the notebook printed, if any."""
+    found = None
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                for line in output.get("text", "").splitlines():
+                    if line.startswith(HEADLINE):
+                        found = line[len(HEADLINE):].strip()
+    return found
+
+
+def first_error(nb: nbformat.NotebookNode) -> str | None:
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"{output.get('ename')}: {output.get('evalue')}"
+    return None
+
+
+def execute(path: pathlib.Path, out_dir: pathlib.Path, parameters: dict,
+            cell_timeout: int | None = None, html: bool = True) -> dict:
+    """Run one notebook; write the executed copy (and HTML); return its summary row."""
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / path.name
+    start = time.perf_counter()
+    status, error = "ok", None
+    try:
+        papermill.execute_notebook(str(path), str(executed), parameters=parameters,
+                                   cwd=str(path.parent), kernel_name="python3",
+                                   progress_bar=False, log_output=False,
+                                   execution_timeout=cell_timeout)
+    except Exception as e:  # the executed copy (with the traceback in it) is still written
+        status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+    minutes = (time.perf_counter() - start) / 60
+    row = {"notebook": path.stem, "status": status, "minutes": round(minutes, 2),
+           "headline": None, "error": error}
+    if executed.exists():
+        nb = nbformat.read(executed, as_version=4)
+        row["headline"] = headline(nb)
+        row["error"] = row["error"] if status == "ok" else (first_error(nb) or error)
+        if html:
+            write_html(nb, out_dir / f"{path.stem}.html")
+    return row
+
+
+def write_html(nb: nbformat.NotebookNode, target: pathlib.Path) -> None:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    target.write_text(body, encoding="utf-8")
+
+
+def format_table(rows: list[dict]) -> str:
+    header = ("notebook", "status", "minutes", "headline")
+    lines = [[r["notebook"], r["status"], f"{r['minutes']:.1f}",
+              r["headline"] or (r["error"] if r["status"] != "ok" else None) or "-"] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    rule = "  ".join("-" * w for w in widths)
+    total = sum(r["minutes"] for r in rows)
+    return "\n".join([fmt.format(*header), rule, *(fmt.format(*l) for l in lines), rule,
+                      f"{sum(r['status'] == 'ok' for r in rows)}/{len(rows)} ok, {total:.1f} minutes"])
+
+
+def update_summary(path: pathlib.Path, rows: list[dict]) -> None:
+    """Merge `rows` into summary.json, so running a few notebooks keeps the others' rows."""
+    previous = json.loads(path.read_text(encoding="utf-8"))["notebooks"] if path.exists() else []
+    merged = {r["notebook"]: r for r in previous}
+    merged.update({r["notebook"]: r for r in rows})
+    ordered = [merged[name] for name in sorted(merged)]
+    path.write_text(json.dumps({"notebooks": ordered}, indent=2), encoding="utf-8")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("only", nargs="*", help="notebook name prefixes, e.g. 03 04")
+    parser.add_argument("-p", "--parameter", action="append", type=parse_parameter, default=[],
+                        metavar="NAME=VALUE", help="override a value of the parameters cell")
+    parser.add_argument("--smoke", action="store_true", help="SMOKE=1: tiny data, a few steps")
+    parser.add_argument("--out", type=pathlib.Path, default=OUT)
+    parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell")
+    args = parser.parse_args(argv)
+
+    notebooks = find_notebooks(args.only)
+    if not notebooks:
+        print(f"no notebooks match {args.only} in {NOTEBOOKS}", file=sys.stderr)
+        return 2
+    parameters = {"SMOKE": int(args.smoke), **dict(args.parameter)}
+    rows = []
+    for path in notebooks:
+        print(f"running {path.name} with {parameters} ...", flush=True)
+        rows.append(execute(path, args.out, parameters, args.cell_timeout))
+        print(f"  {rows[-1]['status']} in {rows[-1]['minutes']:.1f} min", flush=True)
+    for row in rows:
+        row.update(parameters=parameters, finished=time.strftime("%Y-%m-%d %H:%M"))
+    update_summary(args.out / "summary.json", rows)
+    print()
+    print(format_table(rows))
+    print(f"\nexecuted notebooks and HTML: {args.out}")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
