@@ -13,6 +13,7 @@ lips. Index 36 is the subject's right eye's outer corner, on the image's left.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -69,7 +70,8 @@ _BULGE[48:68] = 0.06
 
 def surface_depth(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Depth of the head (an ellipsoid, flatter at the top) under face point (x, y)."""
-    return 0.9 * np.sqrt(np.clip(1 - x ** 2 - 0.15 * np.clip(-y - 0.3, 0, None) ** 2, 0, None))
+    above = np.minimum(y + 0.3, 0.0)
+    return 0.9 * np.sqrt(np.maximum(1 - x * x - 0.15 * above * above, 0.0))
 
 
 # --------------------------------------------------------------------------- action units
@@ -99,9 +101,9 @@ _AU_MOVES = {
             21: (-0.02, 0.05), 20: (-0.01, 0.03), 40: (0, -0.02), 41: (0, -0.02)},
     "AU10": {49: (0, -0.05), 50: (0, -0.065), 51: (0, -0.06), 61: (0, -0.06), 62: (0, -0.055),
              48: (0, -0.015), 60: (0, -0.01), 31: (0.01, -0.015), 32: (0, -0.01), 33: (0, -0.01)},
-    "AU12": {48: (0.07, -0.08), 60: (0.06, -0.075), 49: (0.03, -0.035), 59: (0.04, -0.045),
-             58: (0.015, -0.015), 61: (0.025, -0.03), 67: (0.025, -0.03), 50: (0.01, -0.01),
-             57: (0, 0.01), 4: (0.01, 0), 5: (0.01, 0), 40: (0, -0.01), 41: (0, -0.01)},
+    "AU12": {48: (0.10, -0.11), 60: (0.09, -0.105), 49: (0.04, -0.05), 59: (0.05, -0.06),
+             58: (0.02, -0.02), 61: (0.035, -0.045), 67: (0.035, -0.045), 50: (0.015, -0.015),
+             57: (0, 0.015), 4: (0.01, 0), 5: (0.01, 0), 40: (0, -0.01), 41: (0, -0.01)},
     "AU15": {48: (-0.01, 0.07), 60: (-0.01, 0.065), 49: (0, 0.03), 59: (0, 0.025), 61: (0, 0.025),
              67: (0, 0.02), 50: (0, 0.01)},
     "AU17": {57: (0, -0.04), 58: (0, -0.04), 59: (0, -0.025), 66: (0, -0.02), 67: (0, -0.02),
@@ -187,6 +189,11 @@ class FaceIdentity:
     # added to every expression (one source of the inter-class similarity).
     resting_aus: np.ndarray = field(default_factory=lambda: np.zeros(len(ACTION_UNITS)))
     asymmetry: np.ndarray = field(default_factory=lambda: np.zeros((68, 2)))
+
+    @cached_property
+    def rest(self) -> np.ndarray:
+        """The 68 points at rest (face units, 68 x 2); computed once, so treat a person as read-only."""
+        return neutral_landmarks(self)
 
 
 def _mix(a, b, t):
@@ -276,7 +283,7 @@ def _keep_lids_and_lips_apart(pts: np.ndarray) -> None:
 def expressive_landmarks(who: FaceIdentity, aus: np.ndarray) -> np.ndarray:
     """68 x 3 points in face units: the person's face moved by AU intensities (ACTION_UNITS order)."""
     total = np.clip(np.asarray(aus, float) + who.resting_aus, 0, 1.5)
-    pts = neutral_landmarks(who) + np.tensordot(total, AU_DISPLACEMENTS, axes=1)
+    pts = who.rest + np.tensordot(total, AU_DISPLACEMENTS, axes=1)
     _keep_lids_and_lips_apart(pts)
     z = surface_depth(pts[:, 0], pts[:, 1]) + _BULGE
     return np.concatenate([pts, z[:, None]], 1)

@@ -1,0 +1,94 @@
+"""Data: SynthFER (built in, generated on first use) and loaders for the real FER data sets.
+
+    from poster_lite.data import load, CLASSES
+    train = load("synthfer", split="train")           # generates data/synthfer/ once
+    test = load("raf-db", split="test", root="data/raf-basic")
+
+Every data set gives `(image, label)` pairs with an RGB PIL image (or transform(image))
+and a label index into CLASSES, plus `classes`, `targets`, `identities`, `landmarks`
+and `root`. See data/README.md for the real data sets' folder layouts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from ..errors import UserError
+from .labels import AFFECTNET_TO_CLASSES, CLASSES, CLASSES_8, FER2013_TO_CLASSES
+from .synthfer import DEFAULT_SET, make_synthfer
+
+__all__ = ["CLASSES", "CLASSES_8", "AFFECTNET_TO_CLASSES", "FER2013_TO_CLASSES", "load", "make_synthfer",
+           "data_dir", "DATASETS"]
+
+# name -> folder under data/ where load() looks when no root is given
+DATASETS = {"synthfer": "synthfer", "raf-db": "raf-basic", "affectnet-7": "affectnet", "affectnet-8": "affectnet",
+            "fer2013": "fer2013", "folder": None}
+
+
+def data_dir() -> Path:
+    """The data/ folder: $POSTER_LITE_DATA, else the checkout's data/, else ./data."""
+    if os.environ.get("POSTER_LITE_DATA"):
+        return Path(os.environ["POSTER_LITE_DATA"]).expanduser()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").exists():
+        return checkout / "data"
+    return Path.cwd() / "data"
+
+
+def load(name: str, split: str = "train", root=None, transform=None, **kw):
+    """A data set by name: "synthfer", "raf-db", "affectnet-7", "affectnet-8", "fer2013", "folder".
+
+    root: where the data set lives (default data/<folder>, see DATASETS; "folder" needs one).
+    kw for every loader: on_bad_image ("raise" or "skip"; default: skip in train, raise elsewhere).
+    raf-db / affectnet: val_fraction, val_seed (how "val" is carved from the train list).
+    synthfer: n_train, n_val, n_test, seed, workers, regenerate, progress and the knobs of
+    `synthfer.Knobs` (size, difficulty, balance, label_noise, n_identities). With the
+    defaults the set is data/synthfer/; other settings get their own folder beneath it.
+    """
+    from . import datasets
+
+    key = str(name).lower()
+    if key not in DATASETS:
+        raise UserError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    if key == "synthfer":
+        return _load_synthfer(split, root, transform, **kw)
+    if root is None:
+        if DATASETS[key] is None:
+            raise UserError("load('folder', ...) needs root= the folder of class subfolders")
+        root = data_dir() / DATASETS[key]
+    try:
+        if key == "raf-db":
+            return datasets.raf_db(root, split, transform, **kw)
+        if key.startswith("affectnet"):
+            return datasets.affectnet(root, split, transform, num_classes=int(key[-1]), **kw)
+        if key == "fer2013":
+            return datasets.fer2013(root, split, transform, **kw)
+        return datasets.image_folder(root, split, transform, **kw)
+    except TypeError as e:
+        raise UserError(f"load({name!r}): {e}") from None
+
+
+_SET_KEYS = ("n_train", "n_val", "n_test", "seed")
+
+
+def _load_synthfer(split, root, transform, regenerate=False, workers=None, progress=True, on_bad_image=None,
+                   **settings):
+    from .datasets import raf_db
+    from .synthfer import Knobs, is_current
+
+    wanted = {**DEFAULT_SET, **settings}
+    set_args = {k: wanted.pop(k) for k in _SET_KEYS}
+    knobs = asdict(Knobs.make(**wanted))     # unknown or bad knobs fail here, before any folder is made
+    if root is None:
+        root = data_dir() / "synthfer"
+        default = {k: v for k, v in DEFAULT_SET.items() if k not in _SET_KEYS}
+        if {**set_args, **knobs} != {**{k: DEFAULT_SET[k] for k in _SET_KEYS}, **asdict(Knobs.make(**default))}:
+            tag = hashlib.sha1(json.dumps({**set_args, **knobs}, sort_keys=True).encode()).hexdigest()[:10]
+            root = root / "variants" / tag
+    root = Path(root)
+    if regenerate or not is_current(root, **set_args, **wanted):
+        make_synthfer(root, **set_args, workers=workers, progress=progress, **wanted)
+    return raf_db(root, split, transform, on_bad_image=on_bad_image)
