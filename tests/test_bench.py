@@ -1,0 +1,20 @@
+"""The speed benchmark runs (quick mode) and reports what it promises. No timing asserts."""
+import json
+
+from poster_lite.bench import run
+
+
+def test_quick_benchmark_reports_both_paths(tmp_path):
+    out = tmp_path / "speed.json"
+    result = run(models=("poster-nano",), quick=True, out=out, verbose=False, devices=["cpu"])
+    saved = json.loads(out.read_text())
+    assert saved["peaks"]["cpu"]["fp32"] > 0
+    modes = {(r["model"], r["mode"]) for r in result["rows"]}
+    assert modes == {("poster-nano", "inference"), ("poster-nano", "train step (SAM)")}
+    for row in result["rows"]:
+        for path in ("faithful", "fast"):
+            s = row[path]
+            assert 0 < s["min"] <= s["images_per_s"] <= s["max"]
+        assert row["speedup"] > 0 and 0 < row["faithful_peak_fraction"]
+    agree = saved["agreement"][0]
+    assert 0.0 <= agree["top1_agreement"] <= 1.0 and agree["max_logit_diff"] >= 0
