@@ -16,7 +16,8 @@ target (`os.replace`), so a run killed mid-write leaves the previous file intact
 
 `load_checkpoint` also reads the authors' released POSTER checkpoints: their
 class order and channel order follow from the release's facts (RAF-DB: token
-mixers, BGR, RAF-DB order; AffectNet: no token mixers, RGB, AffectNet order).
+mixers, BGR, RAF-DB order; AffectNet: no token mixers, RGB, AffectNet order,
+which is reordered into the package's class order on loading).
 """
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ from .errors import UserError
 FORMAT = "poster-lite-checkpoint"
 VERSION = 1
 
-# The release's label orders (POSTER_FACTS.md), in this package's class names.
+# The release's label orders (POSTER_FACTS.md) in this package's class names. The
+# package's own order (poster_lite.data.CLASSES_8) is RAF-DB's plus Contempt.
 RAF_DB_ORDER = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
+PACKAGE_ORDER = RAF_DB_ORDER + ("Contempt",)
 AFFECTNET_ORDER = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
 
 
@@ -46,12 +49,19 @@ def atomic_write(path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes private files; use the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -128,10 +138,18 @@ def _release_model(obj, path: str, classes=None, channel_order=None) -> nn.Modul
     num_classes = sd["head.linear.weight"].shape[0]
     model = build_model("poster-l", depth=max(block_ids) + 1, mix_tokens=mix_tokens, num_classes=num_classes)
     load_official_weights(model, sd, verbose=False)
-    # RAF-DB release: token mixers, OpenCV-read (BGR) images; AffectNet release: neither.
-    order = RAF_DB_ORDER if mix_tokens else AFFECTNET_ORDER
-    model.meta = {"classes": list(classes or order[:num_classes]),
-                  "channel_order": channel_order or ("bgr" if mix_tokens else "rgb"),
+    if mix_tokens:
+        # RAF-DB release: token mixers, images read by OpenCV (BGR), RAF-DB's label order.
+        names, order = list(RAF_DB_ORDER[:num_classes]), "bgr"
+    else:
+        # AffectNet release: RGB, AffectNet's label order. Reorder the head's rows into
+        # the package's order so its outputs line up with every loader's labels.
+        names, order = [c for c in PACKAGE_ORDER if c in AFFECTNET_ORDER[:num_classes]], "rgb"
+        rows = torch.tensor([AFFECTNET_ORDER.index(c) for c in names])
+        with torch.no_grad():
+            model.head.weight.copy_(model.head.weight[rows])
+            model.head.bias.copy_(model.head.bias[rows])
+    model.meta = {"classes": list(classes or names), "channel_order": channel_order or order,
                   "config": model.config.to_dict(), "source": "authors' release", "metrics": {}}
     return model
 

@@ -75,7 +75,10 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 64, device=None
         dataset = as_tensors(dataset, config.input_size, order)
     was_training = model.training
     model.eval().to(device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    # A private generator: creating a loader draws a seed, and evaluation must not
+    # shift the global random stream that training (augmentation, dropout) uses.
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=torch.Generator())
     probs, targets = [], []
     try:
         for images, labels in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
@@ -107,7 +110,9 @@ def metrics_from_predictions(targets, probabilities, classes) -> dict:
     return {
         "accuracy": float(accuracy_score(targets, predictions)),
         "mean_class_accuracy": float(np.nanmean(per_class)),
-        "macro_f1": float(f1_score(targets, predictions, labels=labels, average="macro", zero_division=0)),
+        # F1 over the classes that occur (as truth or prediction): an absent class has none.
+        "macro_f1": float(f1_score(targets, predictions, labels=np.union1d(targets, predictions),
+                                   average="macro", zero_division=0)),
         "per_class_accuracy": per_class.tolist(),
         "confusion": confusion,
         "confusion_normalized": normalized,

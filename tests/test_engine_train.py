@@ -1,0 +1,164 @@
+"""The training loop on poster-nano with tiny in-memory data: files, selection, NaN stop,
+determinism, and resume after a real kill."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from poster_lite import build_model
+from poster_lite.checkpoint import load_checkpoint, read_checkpoint_file
+from poster_lite.engine import HISTORY_COLUMNS, TrainingDiverged, pick_precision, cpu_has_bf16, train
+from poster_lite.losses import PosterLoss
+
+TINY_DATA = '''
+import torch
+class Tiny(torch.utils.data.Dataset):
+    """Noise images whose class c has a bright square in colour channel c."""
+    classes = ["red", "green", "blue"]
+
+    def __init__(self, n, seed, size=112, delay=0.0):
+        g = torch.Generator().manual_seed(seed)
+        self.targets = torch.randint(0, 3, (n,), generator=g).tolist()
+        self.images = torch.randn(n, 3, size, size, generator=g) * 0.5
+        for i, c in enumerate(self.targets):
+            self.images[i, c, 30:80, 30:80] += 1.5
+        self.delay = delay
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        if self.delay:
+            import time
+            time.sleep(self.delay)
+        return self.images[i], self.targets[i]
+'''
+exec(TINY_DATA)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return build_model("poster-nano", num_classes=3)
+
+
+def quick(model, out_dir=None, epochs=2, **kw):
+    kw.setdefault("lr", 1e-3)
+    return train(model, Tiny(16, 0), Tiny(12, 1), epochs=epochs, batch_size=8, out_dir=out_dir,
+                 test_set=kw.pop("test_set", Tiny(12, 2)), progress=False, **kw)
+
+
+def test_training_writes_history_and_checkpoints_and_learns(tmp_path):
+    model = tiny_model()
+    history = quick(model, tmp_path, epochs=3)
+    assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2, 3]
+    assert history["lr"].tolist() == pytest.approx([1e-3, 0.98e-3, 0.98 ** 2 * 1e-3])
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert history["val_acc"].max() > 0.6                                # chance is 1/3
+    assert (history["images_per_s"] > 0).all()
+    assert {"last", "best", "history.csv", "history.json", "results.json"} <= {p.name for p in tmp_path.iterdir()}
+    on_disk = pd.read_csv(tmp_path / "history.csv")
+    assert np.allclose(on_disk["val_acc"], history["val_acc"])
+    best = load_checkpoint(tmp_path / "best")
+    assert best.meta["classes"] == ["red", "green", "blue"] and best.meta["epoch"] == history.attrs["best_epoch"]
+    assert best.meta["metrics"]["test_accuracy"] == history.attrs["test"]["accuracy"]
+    x = Tiny(4, 3).images
+    assert torch.equal(best(x), model(x))                               # the model returns holding the best epoch
+    assert read_checkpoint_file(tmp_path / "last")["training"]["epoch"] == 3
+
+
+def test_same_seed_same_run():
+    a, b = quick(tiny_model(), epochs=1), quick(tiny_model(), epochs=1)
+    assert a.drop(columns="images_per_s").equals(b.drop(columns="images_per_s"))
+
+
+def test_recipe_pieces_switch_and_unknown_options_are_named():
+    history = quick(tiny_model(), epochs=1, sam=False, optimizer="adamw", smoothing_weight=0, schedule="constant",
+                    precision="fp32")
+    assert history["lr"].tolist() == [1e-3]
+    with pytest.raises(TypeError, match="learning_rate"):
+        quick(tiny_model(), learning_rate=0.1)
+    with pytest.raises(ValueError, match="schedule"):
+        quick(tiny_model(), schedule="warmup")
+
+
+def test_auto_precision():
+    assert pick_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_bf16() else "fp32")
+    assert pick_precision("fp16", torch.device("cpu")) == "fp16"
+    with pytest.raises(ValueError, match="precision"):
+        pick_precision("fp8", torch.device("cpu"))
+
+
+def test_selection_on_test_is_the_release_protocol():
+    history = quick(tiny_model(), epochs=2, selection="test")
+    assert {"test_acc", "test_macc"} <= set(history.columns)
+    best = history.attrs["best_epoch"]
+    assert history.attrs["selection"] == "test"
+    assert history.attrs["test"]["accuracy"] == history.loc[history["epoch"] == best, "test_acc"].item()
+    with pytest.raises(ValueError, match="test_set"):
+        quick(tiny_model(), selection="test", test_set=None)
+
+
+def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    calls = {"n": 0}
+    recipe_loss = PosterLoss()
+
+    def poisoned(logits, target):
+        calls["n"] += 1
+        loss = recipe_loss(logits, target)
+        # 2 steps per epoch, 2 passes per step (SAM): call 6 is epoch 2, step 1, SAM's pass.
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    model = tiny_model()
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 1") as err:
+        quick(model, tmp_path, epochs=3, criterion=poisoned)
+    assert "last" in str(err.value) and "epoch 1" in str(err.value)
+    kept = read_checkpoint_file(tmp_path / "last")
+    assert kept["meta"]["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in kept["state_dict"].values() if t.is_floating_point())
+    assert all(torch.isfinite(p).all() for p in model.parameters())     # SAM's detour was undone
+
+
+SCRIPT = TINY_DATA + '''
+import sys
+torch.set_num_threads(1)
+from poster_lite import build_model
+from poster_lite.engine import train
+out, delay = sys.argv[1], float(sys.argv[2])
+torch.manual_seed(0)
+model = build_model("poster-nano", num_classes=3)
+train(model, Tiny(16, 0, delay=delay), Tiny(12, 1), epochs=3, batch_size=8, out_dir=out, resume=True,
+      lr=1e-3, progress=False)
+'''
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+
+    # Slow data loading (0.2 s per image) leaves seconds to kill the run inside epoch 2.
+    proc = subprocess.Popen([sys.executable, str(script), str(killed), "0.2"], env=env)
+    deadline = time.time() + 120
+    while not (killed / "last").exists():
+        assert proc.poll() is None, "the run ended before writing its first checkpoint"
+        assert time.time() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert read_checkpoint_file(killed / "last")["training"]["epoch"] == 1
+
+    for out in (killed, whole):
+        subprocess.run([sys.executable, str(script), str(out), "0"], env=env, check=True, timeout=300)
+    resumed, uninterrupted = read_checkpoint_file(killed / "last"), read_checkpoint_file(whole / "last")
+    assert resumed["training"]["epoch"] == uninterrupted["training"]["epoch"] == 3
+    for key, value in uninterrupted["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    drop_speed = lambda rows: [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]
+    assert drop_speed(resumed["training"]["history"]) == drop_speed(uninterrupted["training"]["history"])
