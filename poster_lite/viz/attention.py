@@ -83,8 +83,7 @@ def spatial_variant(model):
 def compute_attention(model, image, channel_order=None, spatial_model=None) -> AttentionResult:
     """Run one face through `model` recording every attention map.
 
-    For a model with official (non-spatial) image tokens and a landmark stream, the
-    spatial variant is run too (`spatial_model` if given, e.g. one trained with
+    For a model with official (non-spatial) image tokens, the spatial variant is run too (`spatial_model` if given, e.g. one trained with
     spatial tokens; otherwise the same weights read spatially) and kept in `.spatial`.
     """
     batch, picture = model_input(model, image, channel_order)
@@ -101,7 +100,7 @@ def compute_attention(model, image, channel_order=None, spatial_model=None) -> A
         image_tokens=cfg.image_tokens,
         image_only=cfg.image_only,
     )
-    if cfg.image_tokens == "official" and not cfg.image_only:
+    if cfg.image_tokens == "official":
         twin = spatial_model if spatial_model is not None else spatial_variant(model)
         result.spatial = compute_attention(twin, batch, channel_order)
         result.spatial.image = picture
@@ -176,10 +175,11 @@ def _token_bars(ax, values: np.ndarray, title: str):
     ax.set_title(title, fontsize=9)
 
 
-def _note(ax, text: str):
-    ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True,
-            bbox=dict(boxstyle="round", fc="#fff3cd", ec="#d39e00"), transform=ax.transAxes)
+def _note_inside(ax, text: str):
+    """A warning box in the upper middle of an axes, with head room made for it."""
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.8)
+    ax.text(0.5, 0.96, text, ha="center", va="top", fontsize=8, transform=ax.transAxes,
+            bbox=dict(boxstyle="round", fc="#fff3cd", ec="#d39e00"))
 
 
 def plot_attention(source, image=None, block: int = 0, level: int = 0, channel_order=None,
@@ -201,33 +201,35 @@ def plot_attention(source, image=None, block: int = 0, level: int = 0, channel_o
     if result.spatial is not None:
         rows.append(("img", result.spatial))
     heads = result.num_heads
-    ncols = heads + 3                                   # face, heads, mean, colour bar
-    fig = Figure(figsize=(1.75 * (heads + 2) + 0.6, 2.05 * len(rows) + 0.7), layout="constrained")
-    grid = fig.add_gridspec(len(rows), ncols, width_ratios=[1] * (heads + 2) + [0.07])
-    for r, (stream, res) in enumerate(rows):
+    fig = Figure(figsize=(1.8 * (heads + 2) + 0.7, 2.15 * len(rows) + 0.8), layout="constrained")
+    # One subfigure per row, so that a bar chart in one row does not shift the others.
+    for row_fig, (stream, res) in zip(fig.subfigures(len(rows), 1, squeeze=False)[:, 0], rows):
         weights = res.maps[(block, level, stream)]
         label = res.describe(stream, block) if not res.image_only else "image cls → image tokens"
         if res is result.spatial:
-            label = "spatial variant\n" + label
-        face = fig.add_subplot(grid[r, 0])
+            label = "spatial variant:\n" + label
+        spatial = res.keys_spatial(stream)
+        grid = row_fig.add_gridspec(1, heads + 3, width_ratios=[1] * (heads + 2) + [0.08])
+        face = row_fig.add_subplot(grid[0, 0])
         face.imshow(res.image)
         draw_token_grid(face, *res.image.shape[:2], numbers=False)
         face.set_xticks([])
         face.set_yticks([])
         face.set_ylabel(label.replace(" → ", " →\n"), fontsize=8)
-        if not res.keys_spatial(stream):
-            _token_bars(fig.add_subplot(grid[r, 1:heads + 2]), weights.mean(axis=0)[0, 1:],
-                        "head-averaged weights of the " + label + "  —  " + NOT_SPATIAL.replace("\n", " "))
+        if not spatial:
+            bars = row_fig.add_subplot(grid[0, 1:])
+            _token_bars(bars, weights.mean(axis=0)[0, 1:], "head-averaged, by token index")
+            _note_inside(bars, NOT_SPATIAL)
             continue
         maps = class_token_map(weights, "all")
         vmax = float(maps.max())
         for h in range(heads + 1):
-            ax = fig.add_subplot(grid[r, 1 + h])
+            ax = row_fig.add_subplot(grid[0, 1 + h])
             shown_map = maps[h] if h < heads else maps.mean(axis=0)
             cls_share = weights[h, 0, 0] if h < heads else weights[:, 0, 0].mean()
             shown = overlay(ax, res.image, shown_map, vmax)
-            ax.set_title(f"{'head ' + str(h + 1) if h < heads else 'mean'}  cls {cls_share:.2f}", fontsize=8)
-        fig.colorbar(shown, cax=fig.add_subplot(grid[r, -1]))
+            ax.set_title(f"{'head ' + str(h + 1) if h < heads else 'mean'}  (cls {cls_share:.2f})", fontsize=8)
+        row_fig.colorbar(shown, cax=row_fig.add_subplot(grid[0, -1]))
     swap = "swaps queries" if result.swaps[block] else "no swap (self-attention per stream)"
     title = (f"Block {block}, level {level} (dim {result.pyramid_dims[level]}, {heads} heads): {swap}"
              f"   ·   predicted {result.prediction}")
@@ -238,30 +240,33 @@ def plot_attention(source, image=None, block: int = 0, level: int = 0, channel_o
 
 
 def plot_attention_overview(source, image=None, stream: str = "lm", channel_order=None,
-                            spatial_model=None, save=None):
+                            spatial_model=None, into=None, save=None):
     """Head-averaged class-token maps of one branch for every block (columns) and level (rows)."""
     result = _result(source, image, channel_order, spatial_model)
     if result.image_only:
         stream = "img"
     note = ""
     if not result.keys_spatial(stream):
-        note = "\nimage tokens are not spatial (image_tokens=\"official\"); showing the " + result.spatial_note
+        note = ("\nimage tokens are not spatial (image_tokens=\"official\"); showing the\n"
+                + result.spatial_note.replace(": ", ":\n", 1))
         result = result.spatial
     from .common import new_figure
     levels = len(result.pyramid_dims)
-    fig, axes = new_figure(levels, result.depth, (1.9 * result.depth + 0.8, 2.0 * levels + 0.8))
+    fig, axes = new_figure(levels, result.depth, (max(1.9 * result.depth + 1.0, 6.0), 2.0 * levels + 1.1), into)
     maps = {(b, l): class_token_map(result.maps[(b, l, stream)]) for b in range(result.depth) for l in range(levels)}
+    vmax = max(float(m.max()) for m in maps.values())
     for (b, l), grid_map in maps.items():
         ax = axes[l, b]
-        shown = overlay(ax, result.image, grid_map)
+        shown = overlay(ax, result.image, grid_map, vmax)
         if l == 0:
             ax.set_title(f"block {b}\n{'swap' if result.swaps[b] else 'no swap'}", fontsize=9)
         if b == 0:
             ax.set_ylabel(f"level {l}\n(dim {result.pyramid_dims[l]})", fontsize=9)
-    fig.colorbar(shown, ax=axes[:, -1].tolist(), shrink=0.8, label="weight (own scale per panel)")
-    first = result.describe(stream, 0) if not result.image_only else "image cls → image tokens"
-    fig.suptitle(f"Head-averaged attention, {first} in block 0 "
-                 f"(queries change with each block's swap){note}", fontsize=10)
+    fig.colorbar(shown, ax=axes[:, -1].tolist(), shrink=0.8, label="weight (head mean)")
+    keys = "landmark" if stream == "lm" else "image"
+    fig.suptitle(f"Class-token attention over {keys} tokens, head-averaged\n"
+                 f"(the query is the other stream's class token in swap blocks, its own otherwise){note}",
+                 fontsize=9)
     return finish(fig, save)
 
 

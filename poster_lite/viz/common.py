@@ -17,9 +17,13 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, size=(4.0, 4.0), **subplot_kw):
-    """(figure, 2-D array of axes) with constrained layout, so that nothing is clipped."""
-    fig = Figure(figsize=size, layout="constrained")
+def new_figure(nrows: int = 1, ncols: int = 1, size=(4.0, 4.0), into=None, **subplot_kw):
+    """(figure, 2-D array of axes) with constrained layout, so that nothing is clipped.
+
+    `into`: draw into this existing Figure or SubFigure instead (widgets compose
+    several pictures into one figure that way); `size` is then ignored.
+    """
+    fig = into if into is not None else Figure(figsize=size, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
     return fig, axes
 
@@ -29,7 +33,7 @@ def finish(fig: Figure, save=None, dpi: int = 110) -> Figure:
     if save is not None:
         path = Path(save)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi)
+        fig.figure.savefig(path, dpi=dpi)          # a SubFigure saves its whole figure
     return fig
 
 

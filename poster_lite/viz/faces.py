@@ -134,7 +134,8 @@ def plot_token_grid(image, landmarks=None, grid: int = GRID, image_tokens: str =
     picture = as_image(image)
     height, width = picture.shape[:2]
     official = image_tokens == "official"
-    fig, axes = new_figure(1, 2 if official else 1, (8.4 if official else 4.4, 4.6))
+    fig, axes = new_figure(1, 2 if official else 1, (9.0 if official else 4.4, 4.9),
+                           gridspec_kw=dict(width_ratios=[1, 1.15] if official else [1]))
     ax = axes[0, 0]
     ax.imshow(picture)
     draw_token_grid(ax, height, width, grid)
@@ -156,5 +157,5 @@ def plot_token_grid(image, landmarks=None, grid: int = GRID, image_tokens: str =
                   "Only the landmark tokens are spatial.\n"
                   "image_tokens=\"spatial\" (2x2 space-to-depth)\n"
                   "makes image token i this grid's cell i.",
-                  va="center", fontsize=9, family="monospace")
+                  va="center", fontsize=8.5, family="monospace")
     return finish(fig, save)
