@@ -8,6 +8,15 @@ from poster_lite.errors import UserError
 from poster_lite.viz import cam
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine: a second thread only waits for the first."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def spatial_nano():
     torch.manual_seed(0)

@@ -8,6 +8,15 @@ from poster_lite import build_model, make_config, viz
 from poster_lite.data import CLASSES
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine: a second thread only waits for the first."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _all_text(fig):
     texts = [fig._suptitle.get_text()] if fig._suptitle else []
     for ax in fig.axes:
@@ -116,6 +125,13 @@ def test_per_class_bars(results):
     assert labels[0].startswith("baseline (mAcc")
 
 
+def test_per_class_bars_say_when_a_class_has_no_samples():
+    fig = viz.plot_per_class_accuracy(dict(per_class_accuracy=[0.5, float("nan"), 1.0], classes=["a", "b", "c"]))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["50", "n/a", "100"]
+    assert "mAcc 75.0 %" in ax.get_legend_handles_labels()[1][0]
+
+
 def test_ablation_puts_the_paper_beside_ours():
     ours = pd.DataFrame(dict(swap_depth=[0, 0, 1, 2], accuracy=[0.70, 0.72, 0.74, 0.75]))
     fig = viz.plot_ablation(ours, "swap_depth", dataset="SynthFER")
@@ -199,3 +215,25 @@ def test_architecture_drawings():
     assert rows[2]["made_by"] == "Conv1d(k=4, s=4)"
     pyramid = viz.plot_pyramid(make_config("poster-l", pyramid_dims=(512, 256)))
     assert "2 level(s)" in pyramid.axes[0].get_title()
+
+
+def test_pictures_of_a_real_synthfer_evaluation(tmp_path):
+    from poster_lite.data import load
+    from poster_lite.evaluation import evaluate
+
+    dataset = load("synthfer", split="test", root=tmp_path / "synthfer", n_train=7, n_val=7, n_test=21,
+                   seed=0, progress=False)
+    torch.manual_seed(0)
+    model = build_model("poster-nano", depth=1)
+    model.meta = {"classes": list(dataset.classes), "channel_order": "rgb"}
+    results = evaluate(model, dataset, batch_size=21)
+    mistakes = int((results["targets"] != results["predictions"]).sum())
+    gallery = viz.plot_misclassified(dataset, results, n=6)
+    assert len([ax for ax in gallery.axes if ax.get_images()]) == min(6, mistakes)
+    assert viz.plot_confusion(results).axes[0].get_yticklabels()[0].get_text() == "Surprise"
+    image, _ = dataset[0]
+    predicted = viz.predict_landmarks(model, image)
+    faces = viz.plot_landmarks(image, dataset.landmarks[0], predicted[0])
+    assert "NME" in faces.axes[0].get_title()
+    embedding = viz.plot_feature_embeddings(model, dataset, max_items=21, method="pca")
+    assert embedding.scores["silhouette_expression"] is not None

@@ -27,6 +27,7 @@ from .common import class_names, eval_mode, finish, model_input
 from .faces import GRID, draw_token_grid
 
 CMAP = "magma"
+UNIFORM = 1 / 50                 # each of 50 keys when attention is spread evenly
 NOT_SPATIAL = ("image_tokens = \"official\":\nimage tokens are NOT spatial\n"
                "(token i = ~5 whole channel maps),\nso no map over the face")
 
@@ -153,17 +154,32 @@ def attention_rollout(result: AttentionResult, stream: str = "img", level: int =
 
 
 # --------------------------------------------------------------------------- drawing
-def overlay(ax, picture: np.ndarray, grid_map: np.ndarray, vmax=None, grid: bool = False, cmap=CMAP):
-    """The face with a 7x7 map over it (nearest: each cell is one token, not a blur)."""
+def overlay(ax, picture: np.ndarray, grid_map: np.ndarray, limits=None, grid: bool = False, cmap=CMAP):
+    """The face with a 7x7 map over it (nearest: each cell is one token, not a blur).
+
+    The colours span `limits` (default: the map's own min..max), because attention is
+    often close to uniform (1/50 per token) and a 0-based scale would show one colour;
+    the colour bar carries the real values.
+    """
     height, width = picture.shape[:2]
+    low, high = limits if limits is not None else (float(grid_map.min()), float(grid_map.max()))
     ax.imshow(picture)
-    shown = ax.imshow(grid_map, cmap=cmap, alpha=0.62, extent=(0, width, height, 0),
-                      interpolation="nearest", vmin=0, vmax=vmax if vmax else float(grid_map.max()) or 1)
+    shown = ax.imshow(grid_map, cmap=cmap, alpha=0.6, extent=(0, width, height, 0),
+                      interpolation="nearest", vmin=low, vmax=max(high, low + 1e-6))
     if grid:
         draw_token_grid(ax, height, width, numbers=False, color="white")
     ax.set_xticks([])
     ax.set_yticks([])
     return shown
+
+
+def _colorbar(bar) -> None:
+    """Mark 1/50, the weight of every token under uniform attention, when it is in range."""
+    low, high = bar.mappable.get_clim()
+    if low <= UNIFORM <= high:
+        bar.ax.axhline(UNIFORM, color="white", linewidth=1.5)
+        bar.ax.axhline(UNIFORM, color="black", linewidth=0.8, linestyle="--")
+        bar.set_label((bar.ax.get_ylabel() or "weight") + "   (dashed: 1/50, uniform)", fontsize=7)
 
 
 def _token_bars(ax, values: np.ndarray, title: str):
@@ -222,14 +238,14 @@ def plot_attention(source, image=None, block: int = 0, level: int = 0, channel_o
             _note_inside(bars, NOT_SPATIAL)
             continue
         maps = class_token_map(weights, "all")
-        vmax = float(maps.max())
+        limits = (float(maps.min()), float(maps.max()))
         for h in range(heads + 1):
             ax = row_fig.add_subplot(grid[0, 1 + h])
             shown_map = maps[h] if h < heads else maps.mean(axis=0)
             cls_share = weights[h, 0, 0] if h < heads else weights[:, 0, 0].mean()
-            shown = overlay(ax, res.image, shown_map, vmax)
+            shown = overlay(ax, res.image, shown_map, limits)
             ax.set_title(f"{'head ' + str(h + 1) if h < heads else 'mean'}  (cls {cls_share:.2f})", fontsize=8)
-        row_fig.colorbar(shown, cax=row_fig.add_subplot(grid[0, -1]))
+        _colorbar(row_fig.colorbar(shown, cax=row_fig.add_subplot(grid[0, -1])))
     swap = "swaps queries" if result.swaps[block] else "no swap (self-attention per stream)"
     title = (f"Block {block}, level {level} (dim {result.pyramid_dims[level]}, {heads} heads): {swap}"
              f"   ·   predicted {result.prediction}")
@@ -254,15 +270,15 @@ def plot_attention_overview(source, image=None, stream: str = "lm", channel_orde
     levels = len(result.pyramid_dims)
     fig, axes = new_figure(levels, result.depth, (max(1.9 * result.depth + 1.0, 6.0), 2.0 * levels + 1.1), into)
     maps = {(b, l): class_token_map(result.maps[(b, l, stream)]) for b in range(result.depth) for l in range(levels)}
-    vmax = max(float(m.max()) for m in maps.values())
+    limits = (min(float(m.min()) for m in maps.values()), max(float(m.max()) for m in maps.values()))
     for (b, l), grid_map in maps.items():
         ax = axes[l, b]
-        shown = overlay(ax, result.image, grid_map, vmax)
+        shown = overlay(ax, result.image, grid_map, limits)
         if l == 0:
             ax.set_title(f"block {b}\n{'swap' if result.swaps[b] else 'no swap'}", fontsize=9)
         if b == 0:
             ax.set_ylabel(f"level {l}\n(dim {result.pyramid_dims[l]})", fontsize=9)
-    fig.colorbar(shown, ax=axes[:, -1].tolist(), shrink=0.8, label="weight (head mean)")
+    _colorbar(fig.colorbar(shown, ax=axes[:, -1].tolist(), shrink=0.8, label="weight (head mean)"))
     keys = "landmark" if stream == "lm" else "image"
     fig.suptitle(f"Class-token attention over {keys} tokens, head-averaged\n"
                  f"(the query is the other stream's class token in swap blocks, its own otherwise){note}",
@@ -296,7 +312,7 @@ def plot_attention_rollout(source, image=None, level: int = 0, channel_order=Non
             continue
         shown = overlay(ax, res.image, rollout[0, 1:].reshape(GRID, GRID))
         ax.set_title(title.replace(": ", ":\n"), fontsize=9)
-        fig.colorbar(shown, ax=ax, shrink=0.75)
+        _colorbar(fig.colorbar(shown, ax=ax, shrink=0.75))
     title = f"Attention rollout over {result.depth} blocks, level {level} (dim {result.pyramid_dims[level]})"
     if result.spatial is not None:
         title += f"\n{result.spatial_note}"

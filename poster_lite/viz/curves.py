@@ -106,9 +106,11 @@ def plot_per_class_accuracy(results, classes=None, save=None):
         values = _percent(result["per_class_accuracy"])
         positions = np.arange(len(names)) - 0.4 + width * (k + 0.5)
         colour = colours[k % len(colours)]
-        bars = ax.bar(positions, values, width, label=f"{name} (mAcc {values.mean():.1f} %)", color=colour)
-        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
-        ax.axhline(values.mean(), color=colour, linestyle="--", linewidth=1)
+        # A class without test samples has no accuracy (NaN): no bar, "n/a", left out of mAcc.
+        mean = float(np.nanmean(values))
+        bars = ax.bar(positions, np.nan_to_num(values), width, label=f"{name} (mAcc {mean:.1f} %)", color=colour)
+        ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.0f}" for v in values], fontsize=7, padding=1)
+        ax.axhline(mean, color=colour, linestyle="--", linewidth=1)
     ax.set_xticks(np.arange(len(names)), names, rotation=20)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 109)

@@ -28,19 +28,22 @@ def normalised_mean_error(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 @torch.no_grad()
 def predict_landmarks(model, images, channel_order=None) -> np.ndarray:
-    """N x 68 x 2 landmarks, in pixels of the model input, from the landmark net's own head.
+    """N x 68 x 2 landmarks from the landmark net's own head, in pixels.
 
     POSTER never uses this head (it reads the 7x7 feature map), but the head is what
     the landmark net was pretrained for; its 136 outputs are (x, y) pairs in [0, 1]
-    units of the face. Accepts a batch tensor or one image of any kind.
+    units of the face. Accepts a batch tensor (pixels of the model input) or one
+    image of any kind (pixels of that image, whatever its size).
     """
     backbone = getattr(model, "landmark_backbone", model)
     if backbone is None:
         raise ValueError("this model has no landmark backbone (image-only); nothing predicts landmarks")
     if isinstance(images, torch.Tensor) and images.dim() == 4:
         batch = images.to(next(model.parameters()).device)
+        width = height = images.shape[-1]
     else:
-        batch, _ = model_input(model, images, channel_order)
+        batch, picture = model_input(model, images, channel_order)
+        height, width = picture.shape[:2]
     config = getattr(model, "config", None)
     size = config.backbone_size if config is not None else 112
     if batch.shape[-1] != size:
@@ -51,8 +54,7 @@ def predict_landmarks(model, images, channel_order=None) -> np.ndarray:
         points = backbone.landmarks(backbone(batch))
     finally:
         backbone.train(was_training)
-    input_size = images.shape[-1] if isinstance(images, torch.Tensor) else (config.input_size if config else size)
-    return points.reshape(len(batch), -1, 2).cpu().numpy() * input_size
+    return points.reshape(len(batch), -1, 2).cpu().numpy() * np.array([width, height], dtype=np.float32)
 
 
 def _as_list(value, count):
