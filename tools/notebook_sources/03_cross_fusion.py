@@ -333,10 +333,11 @@ assert mine(tokens).shape == tokens.shape and difference < 1e-4
 print(f"HEADLINE: block built from scratch matches poster_lite's to {difference:.1e}")
 
 # %% [markdown]
-# Where do the 3.16 million parameters of one block at $d=512$ go? Per branch: the key-value
-# projection $2d^2$, the output projection $d^2$ and the MLP $2 \cdot 2d^2$, so about $7d^2$
-# (a standard block with a query projection would have $8d^2$); two branches make $14d^2 \approx
-# 3.67$M... minus nothing: let us count rather than guess.
+# Where do the parameters of one block go? Per branch: the key-value projection holds $2d^2$
+# weights, the output projection $d^2$ and the MLP (hidden size $2d$) $4d^2$: about $7d^2$, where
+# a standard transformer block with a query projection would have $8d^2$. At $d = 512$ that is
+# 1.84M per branch, 3.67M for two, plus biases, norms and the token mixer's $100 \times 100$
+# weights. Counting confirms it:
 
 # %%
 by_part = {}
@@ -377,7 +378,7 @@ assert same_keys and (a - b).abs().max() > 1e-3
 # %%
 PAPER_TABLE_2 = {0: (91.27, 85.66), 1: (91.68, 85.71), 2: (91.89, 85.88), 4: (91.91, 85.86), 8: (92.05, 86.03)}
 rows = []
-for name in dict.fromkeys(["poster-l", MODEL]):
+for name in dict.fromkeys([MODEL] if SMOKE else ["poster-l", MODEL]):     # SMOKE: skip the big builds
     depth = pl.make_config(name).depth
     settings = sorted(set(PAPER_TABLE_2) | {depth}) if name == "poster-l" else range(depth + 1)
     for swap_depth in settings:
@@ -397,22 +398,8 @@ swap_table
 # %% [markdown]
 # The parameter counts agree down to the last digit within each model: the swap is a choice
 # of wiring, not of weights. Notebook 07 trains these variants at nano scale and puts our
-# accuracies beside the paper's column.
-#
-# The **swap-depth explorer** below (from `poster_lite.widgets`) lets you move a slider over
-# `swap_depth` and `depth` and see the same facts, plus the attention of a trained model, change
-# live. Where widgets cannot render (a static HTML page, a plain script) the table above is the
-# static version of it.
-
-# %%
-try:
-    from poster_lite.widgets import swap_depth_explorer
-except ImportError:          # the widgets module is optional for this notebook
-    swap_depth_explorer = None
-if swap_depth_explorer is None:
-    print("poster_lite.widgets is not installed in this version; the table above shows the same facts.")
-else:
-    display(swap_depth_explorer())
+# accuracies beside the paper's column. At the end of section 5 an explorer rewires a trained
+# model live.
 
 # %% [markdown]
 # ## 5 · Attention on a face
@@ -433,13 +420,157 @@ else:
 # maps (notebook 02). With `image_tokens="spatial"` they become cells of a $7 \times 7$ grid too.
 #
 # A randomly initialised model attends almost uniformly (its queries and keys are nearly
-# orthogonal), so we want a trained one. The next cell uses, in this order: the `CHECKPOINT`
-# parameter, the model the suite trains in notebook 05 if it is on disk, or else it trains a
-# small one now on SynthFER (a few minutes on a CPU, cached for next time; in `SMOKE` mode a
-# few steps only, which is enough to run the cells but not to learn anything).
+# orthogonal), so we want a trained one. The next cell takes, in this order: the `CHECKPOINT`
+# parameter; the model an earlier run cached in `data/cache/models/`; or else it trains one now
+# on the training split of `DATA` (SynthFER by default: a few minutes on a CPU, cached for next
+# time, with the pretrained backbones of notebook 02 if they are on disk). In `SMOKE` mode it
+# trains one epoch on 96 images: enough to run every cell, not to learn anything.
 
 # %%
-# FACE_AND_MODEL_CELL
+from poster_lite.checkpoint import load_checkpoint
+from poster_lite.data import load
+from poster_lite.data.transforms import denormalize, eval_transform
+from poster_lite.engine import train
+
+# A smoke run trains on a few images only, so it gets its own folder and never fills the cache.
+CACHE = (RUN_DIR / "smoke-model") if SMOKE else ROOT / "data" / "cache" / "models" / f"{MODEL}-{DATA}"
+SMOKE_DATA = dict(n_train=96, n_val=32, n_test=32) if SMOKE and DATA == "synthfer" else {}
+EPOCHS = 1 if SMOKE else 5
+
+if CHECKPOINT:
+    model, origin = load_checkpoint(CHECKPOINT, device=device), f"the checkpoint {CHECKPOINT}"
+elif (CACHE / "best").exists():
+    model, origin = load_checkpoint(CACHE / "best", device=device), f"the cached model {CACHE / 'best'}"
+else:
+    train_set, val_set = load(DATA, "train", **SMOKE_DATA), load(DATA, "val", **SMOKE_DATA)
+    model = pl.build_model(MODEL, num_classes=len(train_set.classes))
+    backbones = ROOT / "data" / "cache" / "backbones" / MODEL       # pretrained by notebook 02, if it ran
+    for file in ("ir50.pth", "mobilefacenet_model_best.pth.tar"):
+        if (backbones / file).exists():
+            pl.load_official_weights(model, backbones / file)
+            print(f"loaded the pretrained backbone {backbones / file}")
+    history = train(model, train_set, val_set, epochs=EPOCHS, batch_size=32, out_dir=CACHE, device=device)
+    model, origin = load_checkpoint(CACHE / "best", device=device), f"a model trained just now ({EPOCHS} epochs)"
+model.eval()
+metrics = model.meta.get("metrics", {})
+print(f"using {origin}: {model.config.input_size} px input, validation metrics {metrics or 'not recorded'}")
+
+# %%
+test_set = load(DATA, "test", **SMOKE_DATA)
+wanted = test_set.classes.index("Happiness") if "Happiness" in test_set.classes else test_set.targets[0]
+index = test_set.targets.index(wanted)
+picture, label = test_set[index]
+channel_order = model.meta.get("channel_order", "rgb")
+x = eval_transform(model.config.input_size, channel_order)(picture)[None].to(device)
+
+with torch.no_grad():
+    logits, maps = model.forward_with_attention(x)
+probabilities = logits.softmax(dim=-1)[0].cpu()
+classes = model.meta.get("classes", test_set.classes)
+top3 = probabilities.topk(3)
+print(f"true expression: {test_set.classes[label]}; model: " +
+      ", ".join(f"{classes[i]} {p:.0%}" for p, i in zip(top3.values.tolist(), top3.indices.tolist())))
+key = (model.config.depth - 1, 0, "lm")
+print(f"{len(maps)} attention matrices, e.g. {key}: {tuple(maps[key].shape)}  (batch x heads x queries x keys)")
+assert maps[key].shape == (1, model.config.num_heads, 50, 50)
+assert torch.allclose(maps[key].sum(-1), torch.ones(1, model.config.num_heads, 50, device=maps[key].device))
+
+# %% [markdown]
+# Each row of an attention matrix sums to one (the assertion above checks it). We take row 0 of
+# the `"lm"` matrices, the image class token's question to the landmark tokens, drop the weight
+# on the landmark class token (column 0), and fold the remaining 49 weights into the $7 \times 7$
+# grid of MobileFaceNet's feature map, averaged over the heads, then stretch the grid over the
+# face. Where the map is bright, the image stream's summary token asked the landmark stream
+# about that part of the face.
+
+# %%
+def class_token_grid(weights):
+    """B x heads x 50 x 50 -> heads x 7 x 7: row 0 over keys 1..49 (the 7 x 7 grid)."""
+    return weights[0, :, 0, 1:50].reshape(-1, 7, 7).cpu()
+
+
+def show_on_face(ax, face, grid, title, vmax):
+    ax.imshow(face)
+    size = face.shape[0]            # one coloured square per cell of the 7 x 7 grid, on one shared scale
+    shown = ax.imshow(grid, cmap="magma", alpha=0.6, vmin=0, vmax=vmax, extent=(0, size, size, 0),
+                      interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return shown
+
+
+face = denormalize(x[0].cpu(), channel_order)
+uniform = 1 / 50                    # every key's weight when a row of 50 is uniform
+grids = [class_token_grid(maps[(block, 0, "lm")]).mean(0) for block in range(model.config.depth)]
+vmax = max(float(g.max()) for g in grids)
+fig, axes = plt.subplots(1, 1 + model.config.depth, figsize=(3 * (1 + model.config.depth), 3.3), layout="constrained")
+axes[0].imshow(face)
+if test_set.landmarks is not None:
+    scale = face.shape[0] / picture.size[0]
+    axes[0].scatter(*(test_set.landmarks[index] * scale).T, s=4, c="cyan")
+axes[0].set_title(f"{test_set.classes[label]} (68 landmarks)", fontsize=9)
+axes[0].axis("off")
+for block, grid in enumerate(grids):
+    shown = show_on_face(axes[1 + block], face, grid, f"block {block + 1}, level {model.config.pyramid_dims[0]}\n"
+                         f"max weight {grid.max():.3f} (uniform {uniform:.3f})", vmax)
+fig.colorbar(shown, ax=axes[1:].tolist(), shrink=0.8, label="attention weight")
+fig.suptitle("image class token → landmark tokens (head average)", fontsize=10)
+fig.savefig(RUN_DIR / "attention_on_face.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# How peaked is it? The entropy of a row measures it: $\log 50 \approx 3.91$ nats for a uniform
+# row over the 50 keys, 0 for a row that looks at a single token. The table lists, for every
+# block and level, the entropy of the class token's row in both branches, averaged over the heads.
+
+# %%
+def row_entropy(weights):
+    row = weights[0, :, 0].clamp_min(1e-12)                       # heads x keys
+    return float(-(row * row.log()).sum(-1).mean())
+
+
+entropy = pd.DataFrame([{"block": b + 1, "level": model.config.pyramid_dims[lvl], "branch": stream,
+                         "entropy (nats)": row_entropy(w)}
+                        for (b, lvl, stream), w in maps.items()])
+entropy = entropy.pivot_table(index=["block", "level"], columns="branch", values="entropy (nats)").round(3)
+print(f"uniform over 50 keys: {math.log(50):.3f} nats")
+entropy
+
+# %% [markdown]
+# And the other branch: row 0 of `"img"` is the landmark class token asking the image tokens.
+# In the release's token layout those 49 image tokens are not places on the face, so we show
+# the weights as bars per token rather than pretend they form a map.
+
+# %%
+img_row = maps[(model.config.depth - 1, 0, "img")][0, :, 0, 1:50].mean(0).cpu()
+fig, ax = plt.subplots(figsize=(9, 2.4), layout="constrained")
+ax.bar(range(1, 50), img_row, color="#4c72b0")
+ax.axhline(uniform, color="grey", ls="--", lw=1, label="uniform")
+ax.set_xlabel(f"image token (image_tokens={model.config.image_tokens!r}: "
+              + ("not spatial)" if model.config.image_tokens == "official" else "cells of a 7 x 7 grid)"))
+ax.set_ylabel("weight")
+ax.set_title("last block: landmark class token → image tokens (head average)", fontsize=10)
+ax.legend(fontsize=8)
+fig.savefig(RUN_DIR / "landmark_cls_to_image_tokens.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# **The swap-depth explorer.** Section 4 showed that `swap_depth` rewires a model without
+# touching its weights. The explorer from `poster_lite.widgets` does that live: move the slider
+# and the trained model above is run with only its first blocks swapping, on the same face,
+# beside the block diagram with its parameter and FLOP counts. (Weights trained with every
+# block swapping, run with fewer: expect the prediction to suffer, which is the point.) Where
+# widgets cannot render, the cell shows a picture of the current setting, and the table of
+# section 4 holds the same counts.
+
+# %%
+try:
+    from poster_lite.widgets import SwapDepthExplorer
+except ImportError:          # an older poster-lite without the widgets: the table above stands in
+    SwapDepthExplorer = None
+    print("poster_lite.widgets is not available; section 4's table shows the same counts.")
+explorer = SwapDepthExplorer(model=model, image=picture, channel_order=channel_order) if SwapDepthExplorer else None
+explorer
 
 # %% [markdown]
 # ## Summary

@@ -1,0 +1,354 @@
+"""Course labs: the self-checks accept correct code and reject stubs and the usual mistakes;
+the instructor notebooks' solutions pass their checks; `make labs` stubs every solution.
+"""
+import ast
+import math
+import pathlib
+import sys
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from poster_lite import checks
+from poster_lite.models.fusion import CrossFusionBlock
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import make_labs  # noqa: E402
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def not_done(*args, **kwargs):
+    raise NotImplementedError("Exercise: write this")
+
+
+# ------------------------------------------------- correct implementations, written independently
+def attention(q, k, v, num_heads):
+    B, Nq, d = q.shape
+    out = torch.empty_like(q)
+    size = d // num_heads
+    for h in range(num_heads):             # one head at a time, the slow and obvious way
+        part = slice(h * size, (h + 1) * size)
+        weights = torch.softmax(q[..., part] @ k[..., part].transpose(1, 2) / math.sqrt(size), dim=-1)
+        out[..., part] = weights @ v[..., part]
+    return out
+
+
+def block_forward(x, block):
+    """CrossFusionBlock's output computed from its layers."""
+    half = x.shape[1] // 2
+    x_img, x_lm = x[:, :half], x[:, half:]
+
+    def update(branch, own, own_normed, other_normed):
+        queries = other_normed if block.swap else own_normed
+        k, v = branch.attn.kv(own_normed).chunk(2, dim=-1)
+        y = own + branch.attn.proj(attention(queries, k, v, branch.attn.num_heads))
+        return y + branch.mlp(branch.mlp_norm(y))
+
+    n_img, n_lm = block.img.norm(x).split(half, dim=1)
+    new_img = update(block.img, x_img, n_img, n_lm)
+    n_img, n_lm = block.lm.norm(x).split(half, dim=1)
+    new_lm = update(block.lm, x_lm, n_lm, n_img)
+    out = torch.cat([new_img, new_lm], dim=1)
+    return block.token_mixer(out) if block.token_mixer is not None else out
+
+
+def pyramid_down(x, weight, bias):
+    return F.conv1d(x, weight, bias, stride=weight.shape[-1])
+
+
+def pyramid_up(x, weight, bias):
+    return F.conv_transpose1d(x, weight, bias, stride=weight.shape[-1])
+
+
+def sam_step(model, loss_fn, inputs, targets, optimizer, rho):
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    scale = rho / torch.sqrt(sum((p.grad ** 2).sum() for p in params))
+    moves = [p.grad * scale for p in params]
+    with torch.no_grad():
+        for p, e in zip(params, moves):
+            p += e
+    optimizer.zero_grad()
+    loss_fn(model(inputs), targets).backward()
+    with torch.no_grad():
+        for p, e in zip(params, moves):
+            p -= e
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.detach()
+
+
+def mean_class_accuracy(y_true, y_pred):
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
+
+
+# ------------------------------------------------------------------ the usual mistakes
+def attention_without_scaling(q, k, v, num_heads):
+    return checks.reference_attention(q * math.sqrt(q.shape[-1] // num_heads), k, v, num_heads)
+
+
+def attention_single_head(q, k, v, num_heads):
+    return checks.reference_attention(q, k, v, 1)
+
+
+def block_without_swap(x, block):
+    swap, block.swap = block.swap, False
+    try:
+        return block_forward(x, block)
+    finally:
+        block.swap = swap
+
+
+def block_ignoring_token_mixer(x, block):
+    mixer, block.token_mixer = block.token_mixer, None
+    try:
+        return block_forward(x, block)
+    finally:
+        block.token_mixer = mixer
+
+
+def pyramid_down_by_averaging(x, weight, bias):
+    B, T, d = x.shape
+    return x.reshape(B, T, d // weight.shape[-1], weight.shape[-1]).mean(-1)
+
+
+def sgd_step(model, loss_fn, inputs, targets, optimizer, rho):
+    optimizer.zero_grad()
+    loss_fn(model(inputs), targets).backward()
+    optimizer.step()
+
+
+def sam_without_restoring(model, loss_fn, inputs, targets, optimizer, rho):
+    optimizer.zero_grad()
+    loss_fn(model(inputs), targets).backward()
+    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters()))
+    with torch.no_grad():
+        for p in model.parameters():
+            p += rho * p.grad / norm
+    optimizer.zero_grad()
+    loss_fn(model(inputs), targets).backward()
+    optimizer.step()
+
+
+def sam_with_accumulated_gradients(model, loss_fn, inputs, targets, optimizer, rho):
+    optimizer.zero_grad()
+    loss_fn(model(inputs), targets).backward()
+    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters()))
+    moves = [rho * p.grad / norm for p in model.parameters()]
+    with torch.no_grad():
+        for p, e in zip(model.parameters(), moves):
+            p += e
+    loss_fn(model(inputs), targets).backward()         # zero_grad forgotten: g + g' is used
+    with torch.no_grad():
+        for p, e in zip(model.parameters(), moves):
+            p -= e
+    optimizer.step()
+
+
+def sam_with_per_tensor_norm(model, loss_fn, inputs, targets, optimizer, rho):
+    optimizer.zero_grad()
+    loss_fn(model(inputs), targets).backward()
+    moves = [rho * p.grad / p.grad.norm() for p in model.parameters()]
+    with torch.no_grad():
+        for p, e in zip(model.parameters(), moves):
+            p += e
+    optimizer.zero_grad()
+    loss_fn(model(inputs), targets).backward()
+    with torch.no_grad():
+        for p, e in zip(model.parameters(), moves):
+            p -= e
+    optimizer.step()
+
+
+def plain_accuracy(y_true, y_pred):
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def macc_in_percent(y_true, y_pred):
+    return 100 * mean_class_accuracy(y_true, y_pred)
+
+
+CHECKS = {
+    "attention": (checks.check_attention, (attention,),
+                  [(not_done,), (attention_without_scaling,), (attention_single_head,)]),
+    "cross-fusion block": (checks.check_cross_fusion_block, (block_forward,),
+                           [(not_done,), (block_without_swap,), (block_ignoring_token_mixer,)]),
+    "pyramid": (checks.check_pyramid_updown, (pyramid_down, pyramid_up),
+                [(not_done, pyramid_up), (pyramid_down, not_done), (pyramid_down_by_averaging, pyramid_up),
+                 (pyramid_down, lambda x, w, b: x.repeat_interleave(w.shape[-1], dim=-1))]),
+    "SAM": (checks.check_sam_step, (sam_step,),
+            [(not_done,), (sgd_step,), (sam_without_restoring,), (sam_with_accumulated_gradients,),
+             (sam_with_per_tensor_norm,)]),
+    "mAcc": (checks.check_macc, (mean_class_accuracy,), [(not_done,), (plain_accuracy,), (macc_in_percent,)]),
+}
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_check_accepts_a_correct_implementation(name, capsys):
+    check, correct, _ = CHECKS[name]
+    assert check(*correct) is True
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_check_rejects_stubs_and_common_mistakes(name, capsys):
+    check, _, wrongs = CHECKS[name]
+    for wrong in wrongs:
+        assert check(*wrong) is False, f"{name}: {[w.__name__ for w in wrong]} was accepted"
+        out = capsys.readouterr().out
+        assert ("not implemented yet" if not_done in wrong else "❌") in out, out
+
+
+def test_cross_fusion_check_takes_a_class_with_the_package_names():
+    assert checks.check_cross_fusion_block(CrossFusionBlock, verbose=False) is True
+
+    class WrongNames(nn.Module):
+        def __init__(self, dim, num_heads, mlp_ratio, num_tokens, swap=True, mix_tokens=True):
+            super().__init__()
+            self.layer = nn.Linear(dim, dim)
+
+        def forward(self, x):
+            return self.layer(x)
+
+    assert checks.check_cross_fusion_block(WrongNames, verbose=False) is False
+
+
+def test_check_reports_a_crash_without_raising(capsys):
+    def broken(q, k, v, num_heads):
+        return q @ k          # wrong shapes: matmul fails inside
+    assert checks.check_attention(broken) is False
+    assert "raised RuntimeError" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------- the notebooks' exercises
+def _cells(path):
+    return nbformat.read(path, as_version=4).cells
+
+
+def _exercises(cells):
+    """[(solution cell source, check cell source)] in notebook order."""
+    pairs, pending = [], None
+    for cell in cells:
+        tags = cell.metadata.get("tags", [])
+        if "solution" in tags:
+            assert pending is None, "a solution cell without a check cell after it"
+            pending = cell.source
+        elif "check" in tags:
+            assert pending is not None, "a check cell without a solution cell before it"
+            pairs.append((pending, cell.source))
+            pending = None
+    assert pending is None, "the last solution cell has no check cell after it"
+    return pairs
+
+
+def _imports_before_exercises(cells):
+    """The notebook's own import statements (not its other setup), as one source."""
+    imports = []
+    for cell in cells:
+        if "solution" in cell.metadata.get("tags", []):
+            break
+        if cell.cell_type == "code":
+            imports += [ast.unparse(n) for n in ast.parse(cell.source).body
+                        if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return "\n".join(imports)
+
+
+def _run_exercises(cells, pairs, capsys):
+    namespace = {"__name__": "lab"}
+    exec(_imports_before_exercises(cells), namespace)
+    results = []
+    for solution, check in pairs:
+        exec(solution, namespace)
+        *statements, last = ast.parse(check).body
+        exec(compile(ast.Module(statements, []), "check", "exec"), namespace)
+        results.append(eval(compile(ast.Expression(last.value), "check", "eval"), namespace))
+        results[-1] = (results[-1], capsys.readouterr().out)
+    return results
+
+
+NOTEBOOKS_WITH_EXERCISES = [p for p in NOTEBOOKS if _exercises(_cells(p))]
+
+
+def test_some_notebooks_have_exercises():
+    assert NOTEBOOKS_WITH_EXERCISES
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS_WITH_EXERCISES, ids=[p.stem for p in NOTEBOOKS_WITH_EXERCISES])
+def test_instructor_solutions_pass_their_checks(path, capsys):
+    cells = _cells(path)
+    for passed, printed in _run_exercises(cells, _exercises(cells), capsys):
+        assert passed is True, printed
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS_WITH_EXERCISES, ids=[p.stem for p in NOTEBOOKS_WITH_EXERCISES])
+def test_student_stubs_fail_their_checks(path, capsys):
+    lab, count = make_labs.make_lab(nbformat.read(path, as_version=4))
+    cells = lab.cells
+    pairs = [(s, c) for s, c in _exercises_in_lab(cells)]
+    assert count == len(pairs) == len(_exercises(_cells(path)))
+    for passed, printed in _run_exercises(cells, pairs, capsys):
+        assert passed is False and "not implemented yet" in printed, printed
+
+
+def _exercises_in_lab(cells):
+    for i, cell in enumerate(cells):
+        if "exercise" in cell.metadata.get("tags", []):
+            check = next(c for c in cells[i + 1:] if "check" in c.metadata.get("tags", []))
+            yield cell.source, check.source
+
+
+def test_stub_keeps_signatures_docstrings_and_imports():
+    source = '''import math
+from torch import nn
+
+SCALE = 3
+
+def area(r):
+    """Area of a circle."""
+    return math.pi * r * r * SCALE
+
+class Layer(nn.Module):
+    """A layer."""
+    size = 4
+
+    def __init__(self, d):
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+    stub = make_labs.stub_source(source)
+    namespace = {}
+    exec(stub, namespace)
+    assert namespace["area"].__doc__ == "Area of a circle." and "math" in namespace
+    assert "SCALE" not in namespace and "math.pi" not in stub and "nn.Linear" not in stub
+    with pytest.raises(NotImplementedError, match="Exercise: write area"):
+        namespace["area"](1.0)
+    with pytest.raises(NotImplementedError, match="Layer.__init__"):
+        namespace["Layer"](3)
+    assert make_labs.stub_source("x = 1").count("NotImplementedError") == 1
+
+
+def test_make_labs_writes_clean_student_notebooks(tmp_path):
+    assert make_labs.main(["--out", str(tmp_path)]) == 0
+    for path in NOTEBOOKS:
+        lab = nbformat.read(tmp_path / path.name, as_version=4)
+        original = nbformat.read(path, as_version=4)
+        solutions = [c for c in original.cells if "solution" in c.metadata.get("tags", [])]
+        assert not any("solution" in c.metadata.get("tags", []) for c in lab.cells)
+        stubs = [c for c in lab.cells if "exercise" in c.metadata.get("tags", [])]
+        assert len(stubs) == len(solutions)
+        for stub, solution in zip(stubs, solutions):
+            assert "NotImplementedError" in stub.source and stub.source != solution.source
+        assert all(not c.get("outputs") for c in lab.cells if c.cell_type == "code")
