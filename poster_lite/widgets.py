@@ -369,8 +369,8 @@ class UploadPredictor(Explorer):
         self.model = model
         self.images, self.results = [], []
         controls = dict(upload=w.FileUpload(accept="image/*", multiple=True, description="Upload photos"),
-                        detect=w.Checkbox(value=detect_faces, description="find faces (off: the whole photo is one face)",
-                                          indent=False))
+                        detect=w.Checkbox(value=detect_faces, indent=False,
+                                          description="find faces (off: the whole photo is one face)"))
         if in_colab():
             controls["webcam"] = w.Button(description="Webcam snapshot", icon="camera")
             controls["webcam"].on_click(self._snapshot)

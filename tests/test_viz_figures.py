@@ -237,3 +237,23 @@ def test_pictures_of_a_real_synthfer_evaluation(tmp_path):
     assert "NME" in faces.axes[0].get_title()
     embedding = viz.plot_feature_embeddings(model, dataset, max_items=21, method="pca")
     assert embedding.scores["silhouette_expression"] is not None
+
+
+def test_official_token_channels_match_the_models_reshape():
+    from poster_lite.models.poster import image_tokens_from_map
+    flat = torch.arange(256 * 14 * 14, dtype=torch.float64).reshape(1, 256, 14, 14)
+    tokens = image_tokens_from_map(flat, "official")[0]                    # 49 x 1024 flat indices
+    for token in (0, 24, 48):
+        assert sorted({int(i) // 196 for i in tokens[token]}) == viz.official_token_channels(token, 256, 14)
+    assert viz.official_token_channels(0) == [0, 1, 2, 3, 4, 5]
+
+
+def test_feature_maps_and_token_sources(faces):
+    torch.manual_seed(0)
+    model = build_model("poster-nano", depth=1)
+    maps = viz.feature_maps(model, faces[0][0])
+    assert [m.shape for m in maps.values()] == [(16, 56, 56), (32, 28, 28), (64, 14, 14), (128, 7, 7)]
+    fig = viz.plot_feature_maps(model, faces[0][0], channels=3)
+    assert len(fig.axes) == 4 * 5 and "IR-50 stage 3" in fig.axes[10].get_ylabel()
+    sources = viz.plot_token_sources(model, faces[0][0], token=10)
+    assert "channels 13..14" in sources.axes[1].get_title()

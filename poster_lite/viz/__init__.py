@@ -12,6 +12,7 @@ from .cam import CAM_TARGETS, LogitsOnly, cam_methods, compute_cam, gradients_th
 from .confusion import plot_confusion, plot_confusion_comparison, plot_confusion_figure2, row_normalise
 from .curves import PAPER_ABLATIONS, load_history, plot_ablation, plot_history, plot_per_class_accuracy
 from .embeddings import embedding_scores, extract_features, plot_embeddings, plot_feature_embeddings
+from .feature_maps import feature_maps, official_token_channels, plot_feature_maps, plot_token_sources
 from .faces import normalised_mean_error, plot_landmarks, plot_token_grid, predict_landmarks
 from .gallery import cell_indices, misclassified_indices, plot_confusion_cell, plot_gallery, plot_misclassified
 from .predictions import plot_predictions
@@ -24,6 +25,7 @@ __all__ = [
     "plot_confusion", "plot_confusion_comparison", "plot_confusion_figure2", "row_normalise",
     "PAPER_ABLATIONS", "load_history", "plot_ablation", "plot_history", "plot_per_class_accuracy",
     "embedding_scores", "extract_features", "plot_embeddings", "plot_feature_embeddings",
+    "feature_maps", "official_token_channels", "plot_feature_maps", "plot_token_sources",
     "normalised_mean_error", "plot_landmarks", "plot_token_grid", "predict_landmarks",
     "cell_indices", "misclassified_indices", "plot_confusion_cell", "plot_gallery", "plot_misclassified",
     "plot_predictions",

@@ -53,11 +53,12 @@ def level_shapes(config) -> list:
     dims = tuple(config.pyramid_dims)
     rows = []
     for k, dim in enumerate(dims):
+        down, up = (dims[0] // dim, dims[k - 1] // dim) if k else (1, 1)
         rows.append(dict(level=k, tokens=config.num_tokens, dim=dim, heads=config.num_heads,
                          head_dim=dim // config.num_heads,
-                         made_by="input" if k == 0 else f"Conv1d(k={dims[0] // dim}, s={dims[0] // dim})",
+                         made_by="input" if k == 0 else f"Conv1d(k={down}, s={down})",
                          added_back=("classifier reads it" if k == 0 else
-                                     f"ConvTranspose1d(k={dims[k - 1] // dim}, s={dims[k - 1] // dim}) into level {k - 1}")))
+                                     f"ConvTranspose1d(k={up}, s={up}) into level {k - 1}")))
     return rows
 
 

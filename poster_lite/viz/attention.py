@@ -9,7 +9,7 @@ Every cross-fusion block has two attention branches (`model.forward_with_attenti
 Row 0 of a branch's 50 x 50 weights is its query class token; keys 1..49 are the 7x7
 grid, so that row is a map over the face. Landmark tokens are always spatial. Image
 tokens are spatial only with `image_tokens="spatial"`: the release's "official"
-reshape makes image token i a slab of ~5 channel maps, so for such models the image
+reshape makes image token i a run of whole channel maps (~5 in POSTER), so for such models the image
 map is drawn by token index with a warning, and the spatial variant is drawn beside it.
 
 Caveat for all maps past block 0: the RAF-DB release mixes the 100 tokens with a
@@ -29,7 +29,7 @@ from .faces import GRID, draw_token_grid
 CMAP = "magma"
 UNIFORM = 1 / 50                 # each of 50 keys when attention is spread evenly
 NOT_SPATIAL = ("image_tokens = \"official\":\nimage tokens are NOT spatial\n"
-               "(token i = ~5 whole channel maps),\nso no map over the face")
+               "(token i = a run of whole channel maps),\nso no map over the face")
 
 
 @dataclass
@@ -84,8 +84,9 @@ def spatial_variant(model):
 def compute_attention(model, image, channel_order=None, spatial_model=None) -> AttentionResult:
     """Run one face through `model` recording every attention map.
 
-    For a model with official (non-spatial) image tokens, the spatial variant is run too (`spatial_model` if given, e.g. one trained with
-    spatial tokens; otherwise the same weights read spatially) and kept in `.spatial`.
+    For a model with official (non-spatial) image tokens, the spatial variant is run
+    too (`spatial_model` if given, e.g. one trained with spatial tokens; otherwise the
+    same weights read spatially) and kept in `.spatial`.
     """
     batch, picture = model_input(model, image, channel_order)
     with eval_mode(model):

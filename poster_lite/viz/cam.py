@@ -65,7 +65,7 @@ def target_layer(model, target: str):
         return model.landmark_backbone.features, None, model.landmark_backbone
     if model.config.image_tokens != "spatial":
         raise UserError("target 'image_tokens' needs spatial image tokens: with image_tokens='official' "
-                        "token i is ~5 whole channel maps, not a place on the face, so a map over "
+                        "token i is a run of whole channel maps, not a place on the face, so a map over "
                         "the face would mislead. Use 'image_backbone' or a model with image_tokens='spatial'.")
     return model.image_proj, tokens_to_grid, model.image_proj
 
