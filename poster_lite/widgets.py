@@ -171,6 +171,8 @@ class PyramidExplorer(Explorer):
 
     def __init__(self, preset: str = "poster-l", size_presets=("image-only", "poster-t", "poster-s", "poster-l"),
                  **overrides):
+        """`size_presets`: the rows of the size table (building and counting each takes a few
+        seconds on a CPU); None leaves the table out."""
         import ipywidgets as w
         from .config import make_config
 
@@ -191,7 +193,9 @@ class PyramidExplorer(Explorer):
 
     @property
     def size_table(self):
-        """The supplement's Tables 3 and 4 next to our counts (computed on first use)."""
+        """The supplement's Tables 3 and 4 next to our counts (computed on first use; None without presets)."""
+        if not self.size_presets:
+            return None
         if not hasattr(self, "_size_table"):
             from . import size_table
             self._size_table = size_table(self.size_presets, show=False)
@@ -211,11 +215,13 @@ class PyramidExplorer(Explorer):
         if paper and config.pyramid_dims == tuple(512 // 2 ** k for k in range(len(config.pyramid_dims))):
             caption += f"\npaper, Table 1 (RAF-DB): accuracy {paper[0]:.2f}, mean class accuracy {paper[1]:.2f}"
         table = self.size_table
+        diagram_height = 0.95 * len(config.pyramid_dims) + 1.6
+        if table is None:
+            return plot_pyramid(config, caption)
         self.size_html.value = table.to_html(float_format=lambda v: f"{v:.2f}")
-        fig = Figure(figsize=(9.5, 0.95 * len(config.pyramid_dims) + 1.6 + 0.32 * len(table) + 0.8),
-                     layout="constrained")
-        upper, lower = fig.subfigures(2, 1, height_ratios=[0.95 * len(config.pyramid_dims) + 1.6,
-                                                           0.32 * len(table) + 0.8])
+        table_height = 0.32 * len(table) + 0.8
+        fig = Figure(figsize=(9.5, diagram_height + table_height), layout="constrained")
+        upper, lower = fig.subfigures(2, 1, height_ratios=[diagram_height, table_height])
         plot_pyramid(config, caption, into=upper)
         _draw_size_table(lower, table)
         return fig
@@ -467,5 +473,28 @@ class ConfusionExplorer(Explorer):
         return fig
 
 
+# Lower-case spellings, for notebooks that read better with a function call.
+def swap_depth_explorer(model=None, image=None, preset: str = "poster-l", channel_order=None) -> SwapDepthExplorer:
+    return SwapDepthExplorer(model, image, preset, channel_order)
+
+
+def pyramid_explorer(preset: str = "poster-l", size_presets=("image-only", "poster-t", "poster-s", "poster-l"),
+                     **overrides) -> PyramidExplorer:
+    return PyramidExplorer(preset, size_presets, **overrides)
+
+
+def face_designer(model=None, size: int = 112, channel_order=None) -> FaceDesigner:
+    return FaceDesigner(model, size, channel_order)
+
+
+def upload_and_predict(model=None, checkpoint=None, detect_faces: bool = True) -> UploadPredictor:
+    return UploadPredictor(model, checkpoint, detect_faces)
+
+
+def confusion_explorer(dataset, results, n: int = 12, channel_order: str = "rgb") -> ConfusionExplorer:
+    return ConfusionExplorer(dataset, results, n, channel_order)
+
+
 __all__ = ["Explorer", "SwapDepthExplorer", "PyramidExplorer", "FaceDesigner", "UploadPredictor",
-           "ConfusionExplorer", "webcam_snapshot", "in_colab"]
+           "ConfusionExplorer", "webcam_snapshot", "in_colab", "swap_depth_explorer", "pyramid_explorer",
+           "face_designer", "upload_and_predict", "confusion_explorer"]

@@ -257,3 +257,12 @@ def test_feature_maps_and_token_sources(faces):
     assert len(fig.axes) == 4 * 5 and "IR-50 stage 3" in fig.axes[10].get_ylabel()
     sources = viz.plot_token_sources(model, faces[0][0], token=10)
     assert "channels 13..14" in sources.axes[1].get_title()
+
+
+def test_every_plot_function_can_save():
+    import inspect
+    plots = [name for name in viz.__all__ if name.startswith("plot_")]
+    assert len(plots) >= 20
+    for name in plots:
+        parameter = inspect.signature(getattr(viz, name)).parameters.get("save")
+        assert parameter is not None and parameter.default is None, name

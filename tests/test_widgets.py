@@ -145,7 +145,8 @@ def test_confusion_explorer_picks_a_cell(face):
 
 
 def test_static_fallback_is_offered_beside_the_widget():
-    explorer = widgets.PyramidExplorer(preset="poster-nano", size_presets=("poster-nano",))
+    explorer = widgets.pyramid_explorer(preset="poster-nano", size_presets=None)
+    assert explorer.size_table is None and explorer.size_html.value == ""
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert base64.b64decode(bundle["image/png"]).startswith(PNG_SIGNATURE)
