@@ -11,6 +11,7 @@ and `root`. See data/README.md for the real data sets' folder layouts.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from dataclasses import asdict
@@ -59,16 +60,22 @@ def load(name: str, split: str = "train", root=None, transform=None, **kw):
         if DATASETS[key] is None:
             raise UserError("load('folder', ...) needs root= the folder of class subfolders")
         root = data_dir() / DATASETS[key]
-    try:
-        if key == "raf-db":
-            return datasets.raf_db(root, split, transform, **kw)
-        if key.startswith("affectnet"):
-            return datasets.affectnet(root, split, transform, num_classes=int(key[-1]), **kw)
-        if key == "fer2013":
-            return datasets.fer2013(root, split, transform, **kw)
-        return datasets.image_folder(root, split, transform, **kw)
-    except TypeError as e:
-        raise UserError(f"load({name!r}): {e}") from None
+    if key == "raf-db":
+        return _call(datasets.raf_db, name, root, split, transform, **kw)
+    if key.startswith("affectnet"):
+        return _call(datasets.affectnet, name, root, split, transform, num_classes=int(key[-1]), **kw)
+    if key == "fer2013":
+        return _call(datasets.fer2013, name, root, split, transform, **kw)
+    return _call(datasets.image_folder, name, root, split, transform, **kw)
+
+
+def _call(loader, name, *args, **kw):
+    accepted = set(inspect.signature(loader).parameters)
+    unknown = sorted(set(kw) - accepted)
+    if unknown:
+        raise UserError(f"load({name!r}) does not take {unknown}; it takes "
+                        f"{sorted(accepted - {'root', 'split', 'transform', 'num_classes'})}")
+    return loader(*args, **kw)
 
 
 _SET_KEYS = ("n_train", "n_val", "n_test", "seed")

@@ -50,6 +50,7 @@ SPLITS = ("train", "val", "test")
 IDENTITY_BLOCK = 1_000_000
 _STREAM_IDENTITY, _STREAM_SAMPLE, _STREAM_PLAN = 11, 12, 13
 STAMP_FILE = "synthfer.json"
+_CHUNK = 250          # images per task when several processes share the work
 ANNOTATIONS_FILE = "EmoLabel/synthfer_annotations.npz"
 
 # What `load("synthfer")` writes into data/synthfer/: sized for CPU notebooks.
@@ -254,8 +255,8 @@ def _stem(split: str, index: int) -> str:
 
 def _generate(split, n, n_identities, seed, knobs, image_dir=None, workers=1, progress=None) -> list:
     labels, people = plan_split(split, n, n_identities, seed, knobs.balance)
-    chunks = [(split, range(a, min(a + 250, n)), labels[a:a + 250], people[a:a + 250], seed, knobs, image_dir)
-              for a in range(0, n, 250)]
+    chunks = [(split, range(a, min(a + _CHUNK, n)), labels[a:a + _CHUNK], people[a:a + _CHUNK], seed, knobs,
+               image_dir) for a in range(0, n, _CHUNK)]
     results = []
     if workers > 1 and len(chunks) > 1:
         from concurrent.futures import ProcessPoolExecutor
