@@ -88,9 +88,11 @@ def find_faces(rgb: np.ndarray) -> list:
     """Face boxes (x0, y0, x1, y1) in pixels, left to right."""
     import cv2
 
-    grey = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))    # evens out the lighting
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     smallest = max(24, min(grey.shape) // 12)
-    found = face_detector().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
+    # Windows grow 5% per scale; a face must be found by 5 overlapping windows, which
+    # keeps chance patterns (foliage, fabric) from counting as faces.
+    found = face_detector().detectMultiScale(grey, scaleFactor=1.05, minNeighbors=5, minSize=(smallest, smallest))
     boxes = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in found]
     return sorted(boxes)
 

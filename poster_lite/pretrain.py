@@ -189,6 +189,18 @@ def normalised_mean_error(predicted: torch.Tensor, truth: torch.Tensor) -> torch
     return (predicted - truth).norm(dim=-1).mean(dim=-1) / interocular
 
 
+@torch.no_grad()
+def _landmark_error(net, data, device, precision) -> float:
+    """Mean NME of `net` over `data`."""
+    net.eval()
+    errors = []
+    for images, targets in DataLoader(data, batch_size=128):
+        with autocast_for(device, precision):
+            predicted = net.landmarks(net(images.to(device))).float().cpu()
+        errors.append(normalised_mean_error(predicted.view(-1, 68, 2), targets.view(-1, 68, 2)))
+    return float(torch.cat(errors).mean())
+
+
 def _landmark_targets(ds, indices) -> list:
     if ds.landmarks is None:
         raise UserError(f"{ds.root} records no landmarks; the landmark backbone is pretrained on SynthFER")
@@ -219,24 +231,25 @@ def pretrain_landmark_backbone(preset: str = "poster-nano", epochs: int = 4, bat
     val_data = _Targets(val_ds, val_pool, _landmark_targets(val_ds, val_pool), transform)
 
     net = build_landmark_backbone(preset).to(device)
+    # Start the head's output at the mean face (its final BatchNorm's shift and scale),
+    # so the network learns offsets from it instead of first crawling from 0 to 0.5.
+    targets = torch.stack(train_data.targets)
+    with torch.no_grad():
+        net.landmark_head.bn.bias.copy_(targets.mean(0))
+        net.landmark_head.bn.weight.copy_(targets.std(0))
+    untrained = _landmark_error(net, val_data, device, precision)
     loader = DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True)
     # Smooth L1 on coordinates in units of the image side (a point off by 2% of the face
     # costs 0.02): robust to the odd badly placed point early in training.
     speed = _fit(net, lambda x, y: F.smooth_l1_loss(net.landmarks(net(x)).float(), y, beta=0.01), loader,
                  epochs, lr, device, precision, progress, "MobileFaceNet landmarks")
 
-    net.eval()
-    errors = []
-    with torch.no_grad():
-        for images, targets in DataLoader(val_data, batch_size=128):
-            with autocast_for(device, precision):
-                predicted = net.landmarks(net(images.to(device))).float().cpu()
-            errors.append(normalised_mean_error(predicted.view(-1, 68, 2), targets.view(-1, 68, 2)))
+    nme = _landmark_error(net, val_data, device, precision)
     out = Path(out_dir) if out_dir is not None else backbone_dir(preset)
     state = {"state_dict": {k: v.detach().cpu() for k, v in to_release_state_dict(net).items()}}
     path = atomic_write(out / LANDMARK_FILE, lambda tmp: torch.save(state, tmp))
     report = {"file": str(path), "train_images": len(train_data), "val_images": len(val_data),
-              "nme": float(torch.cat(errors).mean()), "epochs": epochs, "images_per_s": speed}
+              "nme": nme, "nme_untrained": untrained, "epochs": epochs, "images_per_s": speed}
     _record(out, "landmark_backbone", report)
     return report
 

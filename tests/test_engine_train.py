@@ -16,6 +16,16 @@ from poster_lite.checkpoint import load_checkpoint, read_checkpoint_file
 from poster_lite.engine import HISTORY_COLUMNS, TrainingDiverged, pick_precision, cpu_has_bf16, train
 from poster_lite.losses import PosterLoss
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny batches gain nothing from a second thread, and on a shared 2-core machine
+    # OpenMP's spinning threads stall each other (4-5x slower under load).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY_DATA = '''
 import torch
 class Tiny(torch.utils.data.Dataset):

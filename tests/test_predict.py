@@ -11,6 +11,16 @@ from poster_lite.errors import UserError
 from poster_lite.predict import NO_FACE, predict
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny batches gain nothing from a second thread, and on a shared 2-core machine
+    # OpenMP's spinning threads stall each other (4-5x slower under load).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def face():
     image, _ = draw_face({"AU12": 1.0, "AU6": 0.8}, size=224)
