@@ -1,8 +1,40 @@
-"""poster-lite: a teaching suite for POSTER (Pyramid Cross-Fusion Transformer for FER)."""
+"""poster-lite: a teaching suite for POSTER (Pyramid Cross-Fusion Transformer for FER).
+
+    import poster_lite as pl
+    model = pl.build_model("poster-nano")
+    history = pl.train(model, train_set, val_set, epochs=5)
+    print(pl.evaluate(pl.fast(model), test_set)["accuracy"])
+
+The model and its size tables import eagerly; the heavier parts (training, data,
+pictures, widgets) load on first use, so `import poster_lite` stays quick.
+"""
+import importlib
+
+from .complexity import complexity, size_table
 from .config import PRESETS, PosterConfig, make_config
 from .models import PosterModel, build_model, load_official_weights
-from .complexity import complexity, size_table
 
 __version__ = "0.1.0"
+
+# name -> module that defines it, imported on first access
+_LAZY = {
+    "train": "engine", "evaluate": "evaluation", "predict": "predict",
+    "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
+    "fast": "fast", "pretrain_backbones": "pretrain", "trained_model": "zoo",
+    "SAM": "sam", "PosterLoss": "losses",
+}
+_SUBMODULES = ("data", "viz", "widgets", "checks", "engine", "zoo", "bench")
+
 __all__ = ["PosterConfig", "PRESETS", "make_config", "PosterModel", "build_model",
-           "load_official_weights", "complexity", "size_table"]
+           "load_official_weights", "complexity", "size_table", *_LAZY, *_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'poster_lite' has no attribute {name!r}")
+    globals()[name] = value
+    return value

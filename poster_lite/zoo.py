@@ -1,0 +1,74 @@
+"""Trained models for the notebooks: load if trained, else train (and cache).
+
+Several notebooks need "a trained POSTER" (the tour, attention maps, evaluation,
+prediction). `trained_model()` returns the cached one from
+`data/cache/models/<name>/best` when it exists, and otherwise trains it on SynthFER
+with a progress bar, exactly as `poster-lite train` would, and caches it. Notebook
+05 shows that training step by step and writes the same cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+# What "trained" means at each scale. The nano figures were chosen so that one
+# training fits a lab on a 2-core CPU (docs/training.md has the measured curves).
+RECIPES = {
+    "default": dict(epochs=8, batch_size=64, n_train=None),
+    "smoke": dict(epochs=1, batch_size=16, n_train=96),
+}
+
+
+def cache_root() -> Path:
+    from .data import data_dir
+    return data_dir() / "cache"
+
+
+def model_dir(name: str, smoke: bool = False, **overrides) -> Path:
+    """data/cache/models/<name>[-smoke][-<hash of overrides>]."""
+    tag = name + ("-smoke" if smoke else "")
+    if overrides:
+        tag += "-" + hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return cache_root() / "models" / tag
+
+
+def _subset(ds, n):
+    if n is None or n >= len(ds):
+        return ds
+    from .engine_commands import Subset
+    return Subset(ds, n)
+
+
+def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str = "auto",
+                  device=None, progress: bool = True, retrain: bool = False, **overrides):
+    """A POSTER trained on the default SynthFER set: cached, or trained now and cached.
+
+    backbones: "auto" uses pretrained backbones from data/cache/backbones when present
+    (notebook 02 / `poster-lite pretrain-backbones` make them); "none" starts from scratch.
+    `overrides` change the architecture (any PosterConfig field) and get their own cache.
+    Returns the model in eval mode with `model.meta` (classes, metrics, history).
+    """
+    from .checkpoint import load_checkpoint
+    from .data import load
+    from .engine import NANO_LR, PAPER_LR, train
+    from .models.poster import build_model
+    from .pretrain import load_pretrained_backbones
+
+    folder = model_dir(name, smoke, **({"backbones": backbones} if backbones != "auto" else {}), **overrides)
+    if (folder / "best").exists() and not retrain:
+        return load_checkpoint(folder / "best", device=device)
+    recipe = RECIPES["smoke" if smoke else "default"]
+    train_set = _subset(load("synthfer", split="train"), recipe["n_train"])
+    val_set = _subset(load("synthfer", split="val"), recipe["n_train"] and recipe["n_train"] // 2)
+    test_set = _subset(load("synthfer", split="test"), recipe["n_train"] and recipe["n_train"] // 2)
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=len(train_set.classes), **overrides)
+    if backbones == "auto":
+        load_pretrained_backbones(model)
+    lr = NANO_LR if name.endswith("nano") else PAPER_LR
+    train(model, train_set, val_set, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+          out_dir=folder, device=device, test_set=test_set, progress=progress, lr=lr)
+    return load_checkpoint(folder / "best", device=device)
