@@ -16,11 +16,7 @@ import numpy as np
 
 from .errors import UserError
 
-# The release's lr 4e-5 suits the full model with pretrained backbones on real faces.
-# The nano presets start far smaller and (by default) from scratch: at 4e-5 they barely
-# move in the few epochs a CPU affords, so they get a larger step (docs/training.md).
-NANO_LR = 1e-3
-PAPER_LR = 4e-5
+from .engine import NANO_LR, PAPER_LR
 
 
 def default_lr(model_name: str) -> float:
