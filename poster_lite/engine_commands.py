@@ -73,10 +73,16 @@ def _train(args) -> int:
 
     if args.model.lower() not in _presets():
         raise UserError(f"unknown model {args.model!r}; known presets: {', '.join(_presets())}")
-    limit = args.limit
-    train_set = open_data(args.data, "train", limit=limit, seed=args.seed)
-    val_set = open_data(args.data, "val", limit=limit and max(limit // 2, 1), seed=args.seed)
-    test_set = open_data(args.data, "test", limit=limit and max(limit // 2, 1), seed=args.seed)
+    limit, few = args.limit, args.limit and max(args.limit // 2, 1)
+    # Under torchrun, rank 0 opens the data first: SynthFER may have to be generated,
+    # and two processes must not write the same folder.
+    rank = distributed.setup()[0]
+    for turn in ("first", "then"):
+        if (rank == 0) == (turn == "first"):
+            train_set = open_data(args.data, "train", limit=limit, seed=args.seed)
+            val_set = open_data(args.data, "val", limit=few, seed=args.seed)
+            test_set = open_data(args.data, "test", limit=few, seed=args.seed)
+        distributed.barrier()
     torch.manual_seed(args.seed)
     model = build_model(args.model, num_classes=len(train_set.classes))
     say = print if distributed.is_main() else (lambda *a, **k: None)
@@ -182,9 +188,10 @@ def _pretrain(args) -> int:
 
     if args.model.lower() not in _presets():
         raise UserError(f"unknown model {args.model!r}; known presets: {', '.join(_presets())}")
+    data = None if args.data == "synthfer" else args.data
     reports = pretrain_backbones(args.model, which=args.which, epochs=args.epochs, batch_size=args.batch_size,
                                  lr=args.lr, out_dir=args.out, limit=args.limit, device=args.device,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, data=data)
     if "image_backbone" in reports:
         r = reports["image_backbone"]
         print(f"image backbone: identity accuracy {r['identity_accuracy']:.1%} on {r['held_out_images']} held-out "
@@ -252,6 +259,7 @@ def register(sub) -> None:
                        help="pretrain the IR-50 (identities) and MobileFaceNet (landmarks) on SynthFER")
     p.add_argument("--model", default="poster-nano", help="preset whose backbones to pretrain (default poster-nano)")
     p.add_argument("--which", choices=("both", "image", "landmark"), default="both")
+    p.add_argument("--data", default="synthfer", help="synthfer (the built-in set) or another SynthFER folder")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)

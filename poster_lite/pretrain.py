@@ -3,7 +3,8 @@
 POSTER never trains its backbones from nothing: the IR-50 comes from face
 recognition and the MobileFaceNet from landmark detection (the landmark net then
 stays frozen). SynthFER records who each face is and where its 68 landmarks lie,
-so both tasks can be learned here:
+so both tasks can be learned here (`data=` another SynthFER folder; default the
+built-in set):
 
 - image backbone: identity classification through the IR-50's own embedding head
   (stage 4, BN, Linear, BN), with a CosFace margin: logits s * (cos(angle) - m for
@@ -93,9 +94,10 @@ class _Targets(Dataset):
         return self.transform(image), self.targets[i]
 
 
-def _synthfer(split: str, limit: int | None):
+def _synthfer(split: str, limit: int | None, root=None):
+    """A split of the built-in SynthFER set, or of another SynthFER folder (`root`)."""
     from .data import load
-    ds = load("synthfer", split)
+    ds = load("synthfer", split) if root is None else load("raf-db", split, root=root)
     n = len(ds) if limit is None else min(limit, len(ds))
     return ds, np.arange(n)
 
@@ -132,7 +134,7 @@ def _fit(parts: nn.Module, loss_of, loader, epochs: int, lr: float, device, prec
 
 def pretrain_image_backbone(preset: str = "poster-nano", epochs: int = 4, batch_size: int = 64, lr: float = 2e-3,
                             out_dir=None, limit: int | None = None, device=None, precision: str = "auto",
-                            held_out: float = 0.1, seed: int = 0, progress: bool = True) -> dict:
+                            held_out: float = 0.1, seed: int = 0, progress: bool = True, data=None) -> dict:
     """Identity classification (CosFace) on SynthFER's training people; writes ir50.pth."""
     from .data.transforms import eval_transform, train_transform
     from .engine import pick_device
@@ -142,7 +144,7 @@ def pretrain_image_backbone(preset: str = "poster-nano", epochs: int = 4, batch_
     device = pick_device(device)
     precision = _precision(device, precision)
     cfg = make_config(preset)
-    ds, _ = _synthfer("train", None)
+    ds, _ = _synthfer("train", None, data)
     if ds.identities is None:
         raise UserError(f"{ds.root} records no identities; the image backbone is pretrained on SynthFER")
     # A limit keeps whole people (the first ones by id), so that each has several images.
@@ -213,7 +215,7 @@ def _landmark_targets(ds, indices) -> list:
 
 def pretrain_landmark_backbone(preset: str = "poster-nano", epochs: int = 4, batch_size: int = 64,
                                lr: float = 2e-3, out_dir=None, limit: int | None = None, device=None,
-                               precision: str = "auto", seed: int = 0, progress: bool = True) -> dict:
+                               precision: str = "auto", seed: int = 0, progress: bool = True, data=None) -> dict:
     """68-landmark regression on SynthFER; NME on the validation people; writes the MobileFaceNet file."""
     from .data.transforms import eval_transform
     from .engine import pick_device
@@ -225,8 +227,8 @@ def pretrain_landmark_backbone(preset: str = "poster-nano", epochs: int = 4, bat
     cfg = make_config(preset)
     # No flips: a mirrored face would need its left and right landmarks swapped.
     transform = eval_transform(cfg.backbone_size)
-    train_ds, train_pool = _synthfer("train", limit)
-    val_ds, val_pool = _synthfer("val", None if limit is None else max(limit // 5, 1))
+    train_ds, train_pool = _synthfer("train", limit, data)
+    val_ds, val_pool = _synthfer("val", None if limit is None else max(limit // 5, 1), data)
     train_data = _Targets(train_ds, train_pool, _landmark_targets(train_ds, train_pool), transform)
     val_data = _Targets(val_ds, val_pool, _landmark_targets(val_ds, val_pool), transform)
 

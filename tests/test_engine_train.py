@@ -65,7 +65,7 @@ def quick(model, out_dir=None, epochs=2, **kw):
 
 def test_training_writes_history_and_checkpoints_and_learns(tmp_path):
     model = tiny_model()
-    history = quick(model, tmp_path, epochs=3)
+    history = quick(model, tmp_path, epochs=3, tensorboard=True)
     assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2, 3]
     assert history["lr"].tolist() == pytest.approx([1e-3, 0.98e-3, 0.98 ** 2 * 1e-3])
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
@@ -80,6 +80,7 @@ def test_training_writes_history_and_checkpoints_and_learns(tmp_path):
     x = Tiny(4, 3).images
     assert torch.equal(best(x), model(x))                               # the model returns holding the best epoch
     assert read_checkpoint_file(tmp_path / "last")["training"]["epoch"] == 3
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
 
 
 def test_same_seed_same_run():
