@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import tempfile
 import time
@@ -59,7 +60,7 @@ ROWS = [
 ]
 
 BUDGET_NOTE = (
-    "Budget run: the whole grid had to fit in about 25 minutes of a shared 2-core CPU, so every row "
+    "Budget run: the whole grid had to fit in about 25 minutes of a shared (and, when it ran, heavily loaded) 2-core CPU, so every row "
     "trains on a fixed class-balanced subset of SynthFER for a few epochs (settings below), in bf16 "
     "where the CPU has it, from random weights (no backbone pretraining). The numbers are far from "
     "converged and carry noise of a few points; read the trends, and only those larger than the "
@@ -91,6 +92,10 @@ def write_json_atomically(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def stop_like_ctrl_c(signum, frame):
+    raise KeyboardInterrupt
+
+
 def open_subsets(settings: dict) -> tuple:
     """The same three subsets for every row (Subset's order depends only on its seed)."""
     splits = {}
@@ -120,10 +125,10 @@ def run_row(preset: str, overrides: dict, seed: int, settings: dict, data: tuple
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-train", type=int, default=320, help="training images (class-balanced subset)")
-    parser.add_argument("--n-val", type=int, default=140, help="validation images (0: all)")
-    parser.add_argument("--n-test", type=int, default=350, help="test images (0: all)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--n-train", type=int, default=224, help="training images (class-balanced subset)")
+    parser.add_argument("--n-val", type=int, default=70, help="validation images (0: all)")
+    parser.add_argument("--n-test", type=int, default=210, help="test images (0: all)")
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=NANO_LR)
     parser.add_argument("--sam", action="store_true", help="use SAM (twice the cost per step)")
@@ -150,22 +155,32 @@ def main(argv=None) -> int:
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), "git_commit": git_commit(), "complete": False, "runs": [], "not_run": []}
 
-    started = time.perf_counter()
     todo = [(row, seed) for seed in args.seeds for row in rows]     # every row once before any repeat
-    for (row_id, preset, overrides, stands_for), seed in todo:
-        minutes = (time.perf_counter() - started) / 60
-        if args.budget_minutes and minutes > args.budget_minutes:
-            payload["not_run"].append({"row": row_id, "seed": seed, "why": f"budget of {args.budget_minutes} min spent"})
-            continue
-        print(f"[{minutes:5.1f} min] {row_id} seed {seed}: {preset} {overrides}", flush=True)
-        result = run_row(preset, overrides, seed, settings, data)
-        payload["runs"].append({"row": row_id, "model": preset,
-                                "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-                                "ablations": stands_for, **result})
-        print(f"    test acc {result['test_accuracy']:.3f}, mAcc {result['test_mean_class_accuracy']:.3f}, "
-              f"{result['params']:,} params, {result['wall_s']:.0f} s", flush=True)
-        payload["total_wall_s"] = round(time.perf_counter() - started, 1)
-        write_json_atomically(args.out, payload)
+    payload["planned"] = [{"row": row[0], "seed": seed} for row, seed in todo]
+    # A stopped run (Ctrl-C, or `kill` at a deadline) still records what ran and what did not.
+    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+    started = time.perf_counter()
+    try:
+        for (row_id, preset, overrides, stands_for), seed in todo:
+            minutes = (time.perf_counter() - started) / 60
+            if args.budget_minutes and minutes > args.budget_minutes:
+                payload["not_run"].append({"row": row_id, "seed": seed,
+                                           "why": f"budget of {args.budget_minutes} min spent"})
+                continue
+            print(f"[{minutes:5.1f} min] {row_id} seed {seed}: {preset} {overrides}", flush=True)
+            result = run_row(preset, overrides, seed, settings, data)
+            payload["runs"].append({"row": row_id, "model": preset,
+                                    "overrides": {k: list(v) if isinstance(v, tuple) else v
+                                                  for k, v in overrides.items()},
+                                    "ablations": stands_for, **result})
+            print(f"    test acc {result['test_accuracy']:.3f}, mAcc {result['test_mean_class_accuracy']:.3f}, "
+                  f"{result['params']:,} params, {result['wall_s']:.0f} s", flush=True)
+            payload["total_wall_s"] = round(time.perf_counter() - started, 1)
+            write_json_atomically(args.out, payload)
+    except KeyboardInterrupt:
+        done = {(r["row"], r["seed"]) for r in payload["runs"]} | {(r["row"], r["seed"]) for r in payload["not_run"]}
+        payload["not_run"] += [{"row": row[0], "seed": seed, "why": "run stopped before this row finished"}
+                               for row, seed in todo if (row[0], seed) not in done]
     payload["complete"] = not payload["not_run"]
     payload["total_wall_s"] = round(time.perf_counter() - started, 1)
     write_json_atomically(args.out, payload)
