@@ -1,0 +1,382 @@
+# %% [markdown]
+# # 00 · Tour: reading emotions from faces with POSTER
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/poster-lite/poster-lite/blob/main/notebooks/00_tour.ipynb)
+#
+# > What facial expression recognition is, POSTER's idea in one picture, a trained model reading sample faces, and the map of the whole suite.
+#
+# This suite teaches **POSTER**, the Pyramid Cross-Fusion Transformer for facial expression
+# recognition, by building it, training it and taking it apart. This first notebook is the
+# overview: the task, the one idea that makes POSTER work, a small trained POSTER at work on
+# faces it has never seen, and where each later notebook goes deeper. Everything runs on a
+# laptop CPU on **SynthFER**, the suite's built-in set of drawn faces; the same code takes the
+# real data sets and the paper-size model on a GPU.
+#
+# **Learning goals.** After this notebook you can
+# 1. say what facial expression recognition (FER) predicts, from what, and why it is hard;
+# 2. draw POSTER's data flow from memory: two backbones, two token streams, cross-fusion with
+#    swapped queries, a pyramid of embedding sizes, one classifier;
+# 3. load (or train) a small POSTER with one call and read its class probabilities on a face;
+# 4. find the notebook that teaches each part, and run the suite locally or on Colab.
+#
+# Time: about one lab hour with the exercises. The first run on a fresh machine trains the
+# small model (a few minutes on a CPU); later runs load it from the cache.
+
+# %% tags=["parameters"]
+# Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).
+SMOKE = 0                # 1: the quickest run that still touches every cell (what the tests run)
+DEVICE = "auto"          # "auto" (a GPU if there is one), "cpu" or "cuda"
+DATA = "synthfer"        # the faces shown and scored: "synthfer" or a data set poster_lite.data knows
+MODEL = "poster-nano"    # size knob: the trained model of section 3 ("poster-nano" trains on a CPU)
+
+# %%
+# Setup. On Colab this installs poster-lite (the only cell that downloads anything);
+# locally, `make lab` has already installed it into the project's .venv.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/poster-lite/poster-lite"], check=True)
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+import poster_lite as pl
+from poster_lite.engine_commands import Subset
+
+torch.manual_seed(0)
+if DEVICE == "auto":
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+else:
+    device = torch.device(DEVICE)
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+RUN_DIR = ROOT / "runs" / "00_tour"               # figures and small results of this notebook
+RUN_DIR.mkdir(parents=True, exist_ok=True)
+print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+
+# %% [markdown]
+# ## 1 · Facial expression recognition
+#
+# A **facial expression recognition** model takes a picture of a face, already found and
+# cropped, and names the expression on it. The usual label set, and the one POSTER uses for
+# RAF-DB, is seven classes: six *basic emotions* (surprise, fear, disgust, happiness, sadness,
+# anger) plus *neutral*; AffectNet adds *contempt* as an eighth. The model outputs one score
+# (a *logit*) per class; a softmax turns them into probabilities, and the largest is the
+# prediction.
+#
+# Three things make the task hard, and they are the reasons for POSTER's design:
+#
+# - **Small differences between classes.** Fear and surprise both raise the brows and open the
+#   eyes and mouth; disgust and anger both lower the brows. The evidence sits in a few
+#   millimetres around the eyes and mouth.
+# - **Large differences within a class.** The same smile on different people, in different
+#   light, at different head angles, half hidden by a hand, looks very different pixel by pixel.
+# - **Scale.** Faces in the wild come at every resolution; a model must read a smile at 30 pixels
+#   and at 300.
+#
+# A face has a structure that helps with all three: the **68 facial landmarks** (corners of the
+# eyes and mouth, brow line, jaw) say where the parts are and how they moved. POSTER's idea is
+# to let an image network and a landmark network each look at the face, and make them *consult
+# each other*. The package's label order is RAF-DB's:
+
+# %%
+classes = list(pl.data.CLASSES)
+print("classes (index: name):", ", ".join(f"{i}: {c}" for i, c in enumerate(classes)))
+print("AffectNet-8 adds:", pl.data.CLASSES_8[7])
+
+# %% [markdown]
+# ## 2 · POSTER in one picture
+#
+# Follow the diagram from left to right.
+#
+# 1. **Two backbones read the same face.** An **IR-50** (a face-recognition ResNet, trained to
+#    tell people apart) produces a $14 \times 14$ feature map; a **MobileFaceNet** trained to
+#    find the 68 landmarks, and kept **frozen**, produces a $7 \times 7$ map. Notebook 02.
+# 2. **Both maps become 49 tokens**, plus one class token each: 50 *image tokens* and 50
+#    *landmark tokens* of the same size.
+# 3. **Cross-fusion.** In each transformer block the two streams *swap their queries*: the
+#    image tokens are reorganised by what the landmark stream asks, and the other way round.
+#    Landmarks say *where to look*, the image says *what is there*. Notebook 03.
+# 4. **The pyramid.** Every block runs cross-fusion at three embedding sizes at once (512, 256,
+#    128 in the paper) and feeds the small levels back into the large one. Notebook 04.
+# 5. **One classifier** reads the image class token (after a squeeze-and-excitation gate) and
+#    outputs 7 logits.
+
+# %%
+def draw_poster(ax, config):
+    """POSTER's data flow as boxes and arrows, labelled with the shapes of `config`."""
+    box = dict(boxstyle="round,pad=0.03,rounding_size=0.12", linewidth=1.2)
+
+    def node(x, y, w, h, text, fc, ec):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, fc=fc, ec=ec, **box))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
+
+    def arrow(x0, y0, x1, y1, colour="#333"):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12,
+                                     color=colour, lw=1.3))
+
+    size, dims = config.input_size, config.pyramid_dims
+    face, _ = pl.data.synthfer.draw_face({"AU12": 1.0, "AU6": 0.8}, identity=3, size=112)
+    ax.imshow(face, extent=(-0.1, 1.3, 1.6, 3.0), zorder=2)
+    ax.text(0.6, 1.45, f"face\n{size}×{size}×3", ha="center", va="top", fontsize=8)
+    node(3.0, 3.5, 1.9, 0.8, "IR-50\n(face recognition)", "#deebf7", "#3182bd")
+    node(3.0, 1.1, 1.9, 0.8, "MobileFaceNet\n(landmarks, frozen)", "#e5f5e0", "#31a354")
+    arrow(1.35, 2.6, 2.05, 3.4)
+    arrow(1.35, 2.0, 2.05, 1.2)
+    node(5.5, 3.5, 1.9, 0.8, f"50 image tokens\n(class + 7×7 grid)", "#deebf7", "#3182bd")
+    node(5.5, 1.1, 1.9, 0.8, f"50 landmark tokens\n(class + 7×7 grid)", "#e5f5e0", "#31a354")
+    arrow(3.95, 3.5, 4.55, 3.5)
+    arrow(3.95, 1.1, 4.55, 1.1)
+    # The pyramid: one cross-fusion per level, queries swapped between the streams.
+    for k, d in enumerate(dims):
+        y = 3.3 - 0.9 * k
+        node(8.4, y, 2.2, 0.7, f"cross-fusion, d={d}", "#fde0dd", "#c51b8a")
+        if k:
+            arrow(9.6, y + 0.3, 9.6, y + 0.6, "#c51b8a")
+    ax.text(8.4, 3.95, f"pyramid block × {config.depth}", ha="center", fontsize=9, weight="bold")
+    ax.text(9.75, 2.35, "small levels\nadded back", fontsize=7, color="#c51b8a")
+    arrow(6.45, 3.4, 7.3, 3.3)
+    arrow(6.45, 1.2, 7.3, 3.2)
+    ax.text(6.6, 2.25, "queries\nswap", fontsize=8, color="#c51b8a", ha="center")
+    node(12.2, 3.3, 2.0, 0.7, "image class token\n→ SE gate", "#f2f0f7", "#756bb1")
+    node(12.2, 1.9, 2.0, 0.7, f"classifier\n→ {config.num_classes} logits", "#f2f0f7", "#756bb1")
+    arrow(9.5, 3.3, 11.2, 3.3)
+    arrow(12.2, 2.95, 12.2, 2.25)
+    ax.text(12.2, 1.25, "Surprise … Neutral", ha="center", fontsize=8)
+    ax.set_xlim(-0.2, 13.4)
+    ax.set_ylim(0.4, 4.3)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+config = pl.make_config(MODEL)
+fig, ax = plt.subplots(figsize=(12, 4.2), constrained_layout=True)
+draw_poster(ax, config)
+ax.set_title(f"POSTER ({MODEL}: input {config.input_size} px, {config.depth} pyramid blocks, "
+             f"levels {tuple(config.pyramid_dims)})", fontsize=10)
+fig.savefig(RUN_DIR / "poster_diagram.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# The same diagram holds for every size. The paper's POSTER (`poster-l`) reads $224 \times 224$
+# faces with 8 pyramid blocks at sizes 512/256/128; the suite's `poster-nano` keeps every
+# element but shrinks the widths so that it trains on a CPU in minutes. The numbers below are
+# counted from the models themselves (notebook 04 reproduces the paper's tables).
+
+# %%
+rows = []
+for name in ([MODEL] if SMOKE else dict.fromkeys([MODEL, "poster-nano", "poster-t", "poster-l"])):   # SMOKE: skip the big builds
+    c = pl.make_config(name)
+    params = sum(p.numel() for p in pl.build_model(name).parameters())
+    rows.append({"preset": name, "input px": c.input_size, "pyramid blocks": c.depth,
+                 "levels": str(tuple(c.pyramid_dims)), "parameters (M)": round(params / 1e6, 2)})
+sizes = pd.DataFrame(rows).set_index("preset")
+sizes
+
+# %% [markdown]
+# ## 3 · A trained POSTER on faces it has never seen
+#
+# `pl.trained_model(...)` returns a `poster-nano` trained on SynthFER's training split. The
+# first call on a machine trains it with a progress bar and caches it under
+# `data/cache/models/`; every later call (and every later notebook) loads it in a second.
+# SynthFER's test split is made of **people the model never saw** in training, so its test
+# accuracy is a fair measure of how well it reads expressions, not faces.
+
+# %%
+model = pl.trained_model(MODEL, smoke=bool(SMOKE), device=device)
+print("trained on:", model.meta.get("classes"), "| channel order:", model.meta.get("channel_order"),
+      "| best epoch:", model.meta.get("epoch"))
+
+test_set = pl.data.load(DATA, split="test")
+if SMOKE:
+    test_set = Subset(test_set, 64)
+transform = pl.data.transforms.eval_transform(model.config.input_size, model.meta["channel_order"])
+scored = pl.data.load(DATA, split="test", transform=transform)
+if SMOKE:
+    scored = Subset(scored, 64)
+results = pl.evaluate(pl.fast(model, device=device), scored)
+chance = 1 / len(results["classes"])
+print(f"{MODEL} on {len(scored)} {DATA} test faces: accuracy {results['accuracy']:.1%}, "
+      f"mean class accuracy {results['mean_class_accuracy']:.1%} (chance {chance:.1%})")
+print(f"HEADLINE: {MODEL} test accuracy {results['accuracy']:.1%} on {DATA} ({len(scored)} unseen faces)")
+
+# %% [markdown]
+# Now one test face of each class, with the model's probability for every class. The title
+# says the true class; the dark bar is the model's choice.
+
+# %%
+targets = np.asarray(test_set.targets)
+picks = [int(np.flatnonzero(targets == k)[0]) for k in range(len(classes)) if (targets == k).any()]
+faces = [np.asarray(test_set[i][0]) for i in picks]
+predictions = pl.predict(faces, model=pl.fast(model, device=device), detect_faces=False)
+
+fig, axes = plt.subplots(2, len(faces), figsize=(2.1 * len(faces), 4.6), constrained_layout=True,
+                         gridspec_kw=dict(height_ratios=[1, 1.05]))
+for column, (face, index, result) in enumerate(zip(faces, picks, predictions)):
+    found = result["faces"][0]
+    truth = classes[targets[index]]
+    axes[0, column].imshow(face)
+    axes[0, column].set_title(f"true: {truth}", fontsize=9)
+    axes[0, column].axis("off")
+    probabilities = [found["probabilities"][c] for c in classes]
+    colours = ["#08519c" if c == found["label"] else "#9ecae1" for c in classes]
+    axes[1, column].barh(classes, probabilities, color=colours)
+    axes[1, column].invert_yaxis()
+    axes[1, column].set_xlim(0, 1)
+    axes[1, column].set_title(f"says: {found['label']} {found['probability']:.0%}", fontsize=9,
+                              color="black" if found["label"] == truth else "#cb181d")
+    if column:
+        axes[1, column].set_yticklabels([])
+fig.suptitle("One unseen test face per class and the model's probabilities (red title: a mistake)", fontsize=10)
+fig.savefig(RUN_DIR / "sample_predictions.png", dpi=110)
+plt.show()
+right = sum(p["faces"][0]["label"] == classes[targets[i]] for p, i in zip(predictions, picks))
+print(f"{right} of {len(picks)} faces read correctly")
+
+# %% [markdown]
+# Where the model is unsure, the probability is spread over the classes that share action
+# units: surprise with fear, disgust with anger, sadness with neutral. The per-class accuracy
+# on the whole test split shows which classes are easy and which are confused:
+
+# %%
+per_class = pd.Series(results["per_class_accuracy"], index=results["classes"], name="accuracy").mul(100).round(1)
+confused = results["confusion_normalized"].copy()
+np.fill_diagonal(confused, 0)
+true_k, predicted_k = np.unravel_index(np.argmax(confused), confused.shape)
+print(f"most frequent confusion: {results['classes'][true_k]} read as {results['classes'][predicted_k]} "
+      f"({confused[true_k, predicted_k]:.0%} of the {results['classes'][true_k]} faces)")
+per_class.to_frame("test accuracy (%)").T
+
+# %% [markdown]
+# ### Exercise 1 · From logits to a verdict
+# The model outputs logits, not probabilities. Write `expression_verdict(logits, classes, k)`:
+# given one face's logits (a 1-D tensor), return the `k` most probable classes as a list of
+# `(name, probability)` pairs, most probable first. Compute the softmax yourself (subtract the
+# largest logit first, so that `exp` cannot overflow), without `torch.softmax`.
+
+# %% tags=["solution"]
+def expression_verdict(logits, classes, k=3):
+    """The k most probable classes of one face: [(name, probability), ...], most probable first."""
+    shifted = logits.double() - logits.max()          # the same softmax, and exp() stays finite
+    probabilities = shifted.exp() / shifted.exp().sum()
+    order = torch.argsort(probabilities, descending=True)[:k]
+    return [(classes[int(i)], float(probabilities[i])) for i in order]
+
+# %% tags=["check"]
+def check_expression_verdict(fn):
+    """Compare with torch.softmax on random and on extreme logits; print a verdict."""
+    names = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
+    try:
+        torch.manual_seed(1)
+        for logits in (torch.randn(7) * 3, torch.tensor([1000.0, 999.0, 0, 0, 0, 0, -1000.0])):
+            got = fn(logits, names, 3)
+            want = torch.softmax(logits.double(), 0)
+            top = torch.argsort(want, descending=True)[:3]
+            assert len(got) == 3, f"expected 3 pairs, got {len(got)}"
+            assert [n for n, _ in got] == [names[int(i)] for i in top], f"wrong order of classes: {got}"
+            assert all(abs(p - float(want[i])) < 1e-6 for (_, p), i in zip(got, top)), f"wrong probabilities: {got}"
+    except NotImplementedError:
+        print("⏳ expression_verdict: not implemented yet. Fill in the exercise cell and run it again.")
+        return False
+    except AssertionError as e:
+        print(f"❌ expression_verdict: {e}")
+        return False
+    print("✅ expression_verdict: correct, also for logits of ±1000.")
+    return True
+
+
+check_expression_verdict(expression_verdict)
+
+# %% [markdown]
+# With your function, the model's three best guesses for the first face above:
+
+# %%
+batch = torch.stack([transform(test_set[picks[0]][0])]).to(device)
+with torch.no_grad():
+    face_logits = model.to(device).eval()(batch)[0].float().cpu()
+try:
+    for name, p in expression_verdict(face_logits, classes, 3):
+        print(f"{name:10s} {p:6.1%}")
+except NotImplementedError:
+    print("(finish exercise 1 to see the model's three best guesses here)")
+
+# %% [markdown]
+# ## 4 · The map of the suite
+#
+# | notebook | what it teaches |
+# |---|---|
+# | **00 Tour** (this one) | the task, POSTER in one picture, a trained model on sample faces, setup |
+# | **01 Data** | RAF-DB, AffectNet and FER2013 and why they are hard; SynthFER, its action units, identities, landmarks, splits and augmentation |
+# | **02 Backbones** | IR-50 block by block, MobileFaceNet's depthwise separable convolutions, pretraining both, loading the official files, from feature maps to tokens |
+# | **03 Cross-fusion** | attention from scratch, self- vs cross-attention, the query swap, the block built by hand and checked |
+# | **04 Pyramid** | the embedding-axis pyramid, POSTER-T/S/L assembled, the paper's parameter and FLOP tables recomputed |
+# | **05 Training** | the recipe (SAM, label smoothing, schedule, augmentation), training on CPU or GPU, curves, checkpoints |
+# | **06 Evaluation** | accuracy and mean class accuracy, confusion matrices, attention maps, Grad-CAM, embeddings, mistakes |
+# | **07 Ablations** | the paper's ablations (pyramid levels, swap depth, depth, image-only) at nano scale, beside the paper's numbers |
+# | **08 Your data** | real data set layouts and checks, the authors' checkpoints and the BGR detail, predicting on your own photos |
+#
+# Notebooks 01 to 04 build the model, 05 to 07 train and study it, 08 takes it to real data.
+# Each has the same opening (a `parameters` cell with `SMOKE`, `DEVICE`, `DATA` and a size
+# knob), exercises with self-checks, and a summary.
+#
+# ## 5 · Setup
+#
+# **Locally** (Linux or macOS, Python 3.10 or newer), from a clone of the repository:
+#
+# ```bash
+# make lab        # creates .venv, installs poster-lite and opens Jupyter Lab on notebooks/
+# make test       # the tests, including every notebook in SMOKE mode
+# make tour       # runs every notebook headless and writes HTML to runs/tour/
+# ```
+#
+# **On Colab**, open a notebook with its badge and run the setup cell: it installs the package
+# from GitHub (the only cell of the suite that downloads anything). Choose *Runtime → Change
+# runtime type → GPU* to train the paper-size models. SynthFER is generated on first use, in
+# about a minute, and nothing else is downloaded; real data sets are yours to upload (see 01 and 08).
+#
+# **Parameters.** Every notebook starts with the same knobs, which you may edit in place or set
+# from the command line (`python tools/tour.py 00 -p SMOKE=1`):
+
+# %%
+params = pd.DataFrame([
+    ("SMOKE", SMOKE, "1: tiny data and a few steps, every notebook in under 3 minutes (what the tests run)"),
+    ("DEVICE", DEVICE, '"auto" picks a GPU when there is one'),
+    ("DATA", DATA, '"synthfer" (built in) or a real data set: "raf-db", "affectnet-7", "fer2013", "folder"'),
+    ("MODEL", MODEL, '"poster-nano" for a CPU; "poster-t", "poster-s", "poster-l" on a GPU'),
+], columns=["parameter", "value now", "meaning"]).set_index("parameter")
+print("this machine:", "a GPU" if torch.cuda.is_available() else "CPU only", f"({torch.get_num_threads()} threads)")
+params
+
+# %% [markdown]
+# ## Summary
+#
+# - Facial expression recognition names the expression on a cropped face: 7 classes for RAF-DB
+#   (8 for AffectNet). The classes differ by small movements around the eyes and mouth, while
+#   faces of one class differ a lot.
+# - POSTER reads each face twice, with an IR-50 (appearance) and a frozen MobileFaceNet
+#   (landmarks); turns both maps into 50 tokens; fuses them with cross-attention in which the
+#   streams swap queries; does so at three embedding sizes (the pyramid); and classifies the
+#   image class token.
+# - `pl.trained_model("poster-nano")` gives a trained model in one line; its test accuracy on
+#   unseen SynthFER people is the headline printed in section 3.
+# - The suite: 01 data, 02 backbones, 03 cross-fusion, 04 pyramid, 05 training, 06 evaluation,
+#   07 ablations, 08 your own data and the official weights.
+#
+# ## Exercises
+#
+# 1. *(code, checked above)* `expression_verdict`: softmax by hand and the top-k classes.
+# 2. Find a test face the model gets wrong (`results["predictions"] != results["targets"]`) and
+#    show it with its probability bars. Is the runner-up class the true one?
+# 3. Draw a face with `pl.data.synthfer.draw_face({"AU1": 1, "AU2": 1, "AU5": 1, "AU26": 1})`
+#    (raised brows, wide eyes, dropped jaw) and ask the model. Then remove `AU26`. Which class
+#    gains, and why might that be (look at the table of section 3 for classes that share AUs)?
+# 4. In the diagram, which arrows carry gradients during training, and which do not?
+#    (Hint: one backbone is frozen.)
+# 5. Run this notebook with `-p SMOKE=1` and compare the headline with the default run. What
+#    does the gap tell you about how many images the small model needs?
