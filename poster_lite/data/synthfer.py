@@ -12,11 +12,17 @@ and an open mouth; disgust and anger share lowered brows and tight lids; weak sa
 looks neutral. Some people look sad or cross at rest. `difficulty` (default 1.0)
 scales all of that together with the nuisances; 0 gives clean, strong expressions.
 
-Calibration at the default difficulty (`benchmarks/synthfer_bench.py`, this machine's
-CPU; 5,000 train / 1,000 val / 1,500 test images at 112 px, disjoint identities):
-    - generation: CALIBRATION_PENDING
+Calibration at the default difficulty (`benchmarks/synthfer_bench.py` on the default
+set: 5,000 train / 1,000 val / 1,500 test at 112 px, disjoint people; chance 14.3 %;
+measured on a 2-vCPU AMD EPYC machine shared with other jobs):
+    generation           560-620 images per CPU-second in one process (drawing + JPEG)
+    linear on pixels     25.7 % test (train 52.3 %): a softmax over 37,632 raw pixels
+    MLP on landmarks     88.3 % test: the true 68 points, normalised for pose; what the
+                         geometry alone allows (the classes overlap, so not 100 %)
+    small CNN            73.9 % test (train 80.6 %, val 72.0 %): 6 conv layers, 0.14M
+                         parameters, 12 epochs from scratch (22 min on the busy machine)
 Re-measure after any change to the generator (the set regenerates on its own: its
-stamp holds a fingerprint of these source files).
+stamp holds a fingerprint of the generator's code).
 
 Determinism: each image draws from its own generator seeded by (seed, split, index),
 identities by (seed, identity id), so the same settings give byte-identical files in
@@ -25,6 +31,7 @@ k * 1,000,000 + j, so splits never share a person.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -276,11 +283,21 @@ def _generate(split, n, n_identities, seed, knobs, image_dir=None, workers=1, pr
 
 # ----------------------------------------------------------------------------- on disk
 def generator_fingerprint() -> str:
-    """Hash of the generator's source: a changed generator means a stale set."""
+    """Hash of the generator's code: a changed generator means a stale set.
+
+    Docstrings and comments are left out (the code is hashed as a syntax tree), so
+    editing the documentation does not force a regeneration.
+    """
     digest = hashlib.sha256()
     here = Path(__file__).parent
     for name in ("face_geometry.py", "face_render.py", "synthfer.py", "labels.py"):
-        digest.update((here / name).read_bytes())
+        tree = ast.parse((here / name).read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                    and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(ast.dump(tree).encode())
     digest.update(cv2.__version__.encode())
     return digest.hexdigest()[:16]
 
