@@ -49,6 +49,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 import poster_lite as pl
 from poster_lite.engine_commands import Subset
+from poster_lite.data.transforms import eval_transform
 
 torch.manual_seed(0)
 if DEVICE == "auto":
@@ -196,7 +197,7 @@ print("trained on:", model.meta.get("classes"), "| channel order:", model.meta.g
 test_set = pl.data.load(DATA, split="test")
 if SMOKE:
     test_set = Subset(test_set, 64)
-transform = pl.data.transforms.eval_transform(model.config.input_size, model.meta["channel_order"])
+transform = eval_transform(model.config.input_size, model.meta["channel_order"])
 scored = pl.data.load(DATA, split="test", transform=transform)
 if SMOKE:
     scored = Subset(scored, 64)
@@ -240,9 +241,10 @@ right = sum(p["faces"][0]["label"] == classes[targets[i]] for p, i in zip(predic
 print(f"{right} of {len(picks)} faces read correctly")
 
 # %% [markdown]
-# Where the model is unsure, the probability is spread over the classes that share action
-# units: surprise with fear, disgust with anger, sadness with neutral. The per-class accuracy
-# on the whole test split shows which classes are easy and which are confused:
+# SynthFER's classes overlap the way real ones do, because they share action units (muscle
+# movements, notebook 01): surprise with fear, disgust with anger, sadness with neutral. The
+# per-class accuracy on the whole test split shows which classes the model finds easy, and the
+# line above the table names its most frequent confusion:
 
 # %%
 per_class = pd.Series(results["per_class_accuracy"], index=results["classes"], name="accuracy").mul(100).round(1)

@@ -57,6 +57,7 @@ from torch import nn
 
 import poster_lite as pl
 from poster_lite import pretrain
+from poster_lite.data.transforms import eval_transform
 from poster_lite.models.official import to_release_state_dict
 
 torch.manual_seed(0)
@@ -319,7 +320,7 @@ faces_set = pl.data.load("synthfer", split="val")
 shown = list(range(4 if SMOKE else 8))
 faces = [faces_set[i][0] for i in shown]
 truth = [faces_set.landmarks[i] for i in shown]
-to_input = pl.data.transforms.eval_transform(model.config.backbone_size)
+to_input = eval_transform(model.config.backbone_size)
 batch = torch.stack([to_input(f) for f in faces])
 predicted = pl.viz.predict_landmarks(net, batch)
 scale = faces[0].size[0] / batch.shape[-1]            # prediction pixels -> stored image pixels
@@ -497,7 +498,7 @@ check_spatial_tokens(spatial_tokens)
 
 # %%
 with torch.no_grad():
-    batch = pl.data.transforms.eval_transform(model.config.input_size)(face)[None]
+    batch = eval_transform(model.config.input_size)(face)[None]
     img_tokens, lm_tokens = model.image_tokens(batch), model.landmark_tokens(batch)
 print(f"image tokens {tuple(img_tokens.shape)} (after image_proj {model.image_proj}), "
       f"landmark tokens {tuple(lm_tokens.shape)}")
