@@ -235,19 +235,24 @@ def _cells(path):
     return nbformat.read(path, as_version=4).cells
 
 
-def _exercises(cells):
-    """[(solution cell source, check cell source)] in notebook order."""
+def _exercises(cells, tag="solution"):
+    """[(solution cell source, check cell source)] in notebook order.
+
+    The convention: every code cell tagged `solution` is followed, before the next
+    solution, by a code cell tagged `check` whose last expression is a self-check's
+    verdict (True when the solution is right).
+    """
     pairs, pending = [], None
-    for cell in cells:
+    for i, cell in enumerate(cells):
         tags = cell.metadata.get("tags", [])
-        if "solution" in tags:
-            assert pending is None, "a solution cell without a check cell after it"
+        if tag in tags:
+            assert pending is None, f"the solution cell before cell {i} has no cell tagged 'check' after it"
             pending = cell.source
         elif "check" in tags:
-            assert pending is not None, "a check cell without a solution cell before it"
+            assert pending is not None, f"cell {i} is tagged 'check' but no solution cell comes before it"
             pairs.append((pending, cell.source))
             pending = None
-    assert pending is None, "the last solution cell has no check cell after it"
+    assert pending is None, "the last solution cell has no cell tagged 'check' after it"
     return pairs
 
 
@@ -276,7 +281,8 @@ def _run_exercises(cells, pairs, capsys):
     return results
 
 
-NOTEBOOKS_WITH_EXERCISES = [p for p in NOTEBOOKS if _exercises(_cells(p))]
+NOTEBOOKS_WITH_EXERCISES = [p for p in NOTEBOOKS
+                            if any("solution" in c.metadata.get("tags", []) for c in _cells(p))]
 
 
 def test_some_notebooks_have_exercises():
@@ -294,17 +300,10 @@ def test_instructor_solutions_pass_their_checks(path, capsys):
 def test_student_stubs_fail_their_checks(path, capsys):
     lab, count = make_labs.make_lab(nbformat.read(path, as_version=4))
     cells = lab.cells
-    pairs = [(s, c) for s, c in _exercises_in_lab(cells)]
+    pairs = _exercises(cells, tag="exercise")          # make_labs tags the stubbed cells "exercise"
     assert count == len(pairs) == len(_exercises(_cells(path)))
     for passed, printed in _run_exercises(cells, pairs, capsys):
         assert passed is False and "not implemented yet" in printed, printed
-
-
-def _exercises_in_lab(cells):
-    for i, cell in enumerate(cells):
-        if "exercise" in cell.metadata.get("tags", []):
-            check = next(c for c in cells[i + 1:] if "check" in c.metadata.get("tags", []))
-            yield cell.source, check.source
 
 
 def test_stub_keeps_signatures_docstrings_and_imports():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import logging
 import pathlib
 import sys
 import time
@@ -70,7 +71,7 @@ def first_error(nb: nbformat.NotebookNode) -> str | None:
 
 
 def execute(path: pathlib.Path, out_dir: pathlib.Path, parameters: dict,
-            cell_timeout: int | None = None, html: bool = True) -> dict:
+            cell_timeout: int | None = None, html: bool = True, verbose: bool = False) -> dict:
     """Run one notebook; write the executed copy (and HTML); return its summary row."""
     import papermill
 
@@ -81,7 +82,7 @@ def execute(path: pathlib.Path, out_dir: pathlib.Path, parameters: dict,
     try:
         papermill.execute_notebook(str(path), str(executed), parameters=parameters,
                                    cwd=str(path.parent), kernel_name="python3",
-                                   progress_bar=False, log_output=False,
+                                   progress_bar=False, log_output=verbose,
                                    execution_timeout=cell_timeout)
     except Exception as e:  # the executed copy (with the traceback in it) is still written
         status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
@@ -133,8 +134,11 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="SMOKE=1: tiny data, a few steps")
     parser.add_argument("--out", type=pathlib.Path, default=OUT)
     parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell")
+    parser.add_argument("-v", "--verbose", action="store_true", help="stream the notebooks' output")
     args = parser.parse_args(argv)
 
+    if args.verbose:       # papermill logs the cells' output through `logging`
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     notebooks = find_notebooks(args.only)
     if not notebooks:
         print(f"no notebooks match {args.only} in {NOTEBOOKS}", file=sys.stderr)
@@ -143,7 +147,7 @@ def main(argv=None) -> int:
     rows = []
     for path in notebooks:
         print(f"running {path.name} with {parameters} ...", flush=True)
-        rows.append(execute(path, args.out, parameters, args.cell_timeout))
+        rows.append(execute(path, args.out, parameters, args.cell_timeout, verbose=args.verbose))
         print(f"  {rows[-1]['status']} in {rows[-1]['minutes']:.1f} min", flush=True)
     for row in rows:
         row.update(parameters=parameters, finished=time.strftime("%Y-%m-%d %H:%M"))

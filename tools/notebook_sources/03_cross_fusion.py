@@ -420,43 +420,30 @@ swap_table
 # maps (notebook 02). With `image_tokens="spatial"` they become cells of a $7 \times 7$ grid too.
 #
 # A randomly initialised model attends almost uniformly (its queries and keys are nearly
-# orthogonal), so we want a trained one. The next cell takes, in this order: the `CHECKPOINT`
-# parameter; the model an earlier run cached in `data/cache/models/`; or else it trains one now
-# on the training split of `DATA` (SynthFER by default: a few minutes on a CPU, cached for next
-# time, with the pretrained backbones of notebook 02 if they are on disk). In `SMOKE` mode it
-# trains one epoch on 96 images: enough to run every cell, not to learn anything.
+# orthogonal), so we want a trained one. With a `CHECKPOINT` the next cell loads it; otherwise
+# it asks `pl.trained_model` for the suite's shared model: loaded in a second from
+# `data/cache/models/` when an earlier notebook trained it, else trained now on SynthFER (about
+# ten minutes on a laptop CPU, once; with the pretrained backbones of notebook 02 when they are
+# on disk). In `SMOKE` mode it is trained for one epoch on 96 images: enough to run every cell,
+# not to learn anything, so expect near-uniform maps then.
 
 # %%
-from poster_lite.checkpoint import load_checkpoint
 from poster_lite.data import load
 from poster_lite.data.transforms import denormalize, eval_transform
-from poster_lite.engine import train
-
-# A smoke run trains on a few images only, so it gets its own folder and never fills the cache.
-CACHE = (RUN_DIR / "smoke-model") if SMOKE else ROOT / "data" / "cache" / "models" / f"{MODEL}-{DATA}"
-SMOKE_DATA = dict(n_train=96, n_val=32, n_test=32) if SMOKE and DATA == "synthfer" else {}
-EPOCHS = 1 if SMOKE else 5
 
 if CHECKPOINT:
-    model, origin = load_checkpoint(CHECKPOINT, device=device), f"the checkpoint {CHECKPOINT}"
-elif (CACHE / "best").exists():
-    model, origin = load_checkpoint(CACHE / "best", device=device), f"the cached model {CACHE / 'best'}"
+    model, origin = pl.load_checkpoint(CHECKPOINT, device=device), f"the checkpoint {CHECKPOINT}"
 else:
-    train_set, val_set = load(DATA, "train", **SMOKE_DATA), load(DATA, "val", **SMOKE_DATA)
-    model = pl.build_model(MODEL, num_classes=len(train_set.classes))
-    backbones = ROOT / "data" / "cache" / "backbones" / MODEL       # pretrained by notebook 02, if it ran
-    for file in ("ir50.pth", "mobilefacenet_model_best.pth.tar"):
-        if (backbones / file).exists():
-            pl.load_official_weights(model, backbones / file)
-            print(f"loaded the pretrained backbone {backbones / file}")
-    history = train(model, train_set, val_set, epochs=EPOCHS, batch_size=32, out_dir=CACHE, device=device)
-    model, origin = load_checkpoint(CACHE / "best", device=device), f"a model trained just now ({EPOCHS} epochs)"
+    # The suite's shared model: loaded from data/cache/models/ if any notebook trained it before,
+    # else trained now on SynthFER (with a progress bar) and cached for the others.
+    model, origin = pl.trained_model(MODEL, smoke=bool(SMOKE), device=device), f"the suite's trained {MODEL}"
 model.eval()
 metrics = model.meta.get("metrics", {})
-print(f"using {origin}: {model.config.input_size} px input, validation metrics {metrics or 'not recorded'}")
+shown = {k: f"{v:.1%}" for k, v in metrics.items() if isinstance(v, float) and "acc" in k}
+print(f"using {origin}: {model.config.input_size} px input; {shown or 'no metrics recorded'}")
 
 # %%
-test_set = load(DATA, "test", **SMOKE_DATA)
+test_set = load(DATA, "test")
 wanted = test_set.classes.index("Happiness") if "Happiness" in test_set.classes else test_set.targets[0]
 index = test_set.targets.index(wanted)
 picture, label = test_set[index]
