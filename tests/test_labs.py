@@ -339,6 +339,14 @@ class Layer(nn.Module):
     assert make_labs.stub_source("x = 1").count("NotImplementedError") == 1
 
 
+def test_make_labs_names_a_solution_cell_that_is_not_python():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("%pip install something")]
+    nb.cells[1].metadata["tags"] = ["solution"]
+    with pytest.raises(ValueError, match="solution cell 1 is not plain Python"):
+        make_labs.make_lab(nb)
+
+
 def test_make_labs_writes_clean_student_notebooks(tmp_path):
     assert make_labs.main(["--out", str(tmp_path)]) == 0
     for path in NOTEBOOKS:

@@ -6,6 +6,12 @@ class keeps its signature and docstring, and its body becomes
 the self-check after an exercise reports "not implemented yet" instead of the
 notebook stopping. Outputs are cleared.
 
+The convention the notebooks follow (tests/test_labs.py holds them to it): each
+`solution` cell defines functions or classes (plus imports), and the next code cell,
+tagged `check`, ends with a self-check's verdict, e.g.
+`checks.check_attention(attention)`, which is True for the instructor's code and
+False for the stub.
+
     python tools/make_labs.py                  # every notebooks/*.ipynb -> labs/
     python tools/make_labs.py --out some/dir notebooks/03_cross_fusion.ipynb
 """
@@ -64,9 +70,13 @@ def stub_source(source: str) -> str:
 def make_lab(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
     """(student version of `nb`, number of stubbed cells). `nb` is changed in place."""
     count = 0
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
-            cell.source = stub_source(cell.source)
+            try:
+                cell.source = stub_source(cell.source)
+            except SyntaxError as e:
+                raise ValueError(f"solution cell {i} is not plain Python ({e.msg}, line {e.lineno}); "
+                                 "keep magics and shell commands out of solution cells") from None
             cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + ["exercise"]
             count += 1
     if count:
@@ -84,7 +94,11 @@ def main(argv=None) -> int:
     paths = args.notebooks or sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     args.out.mkdir(parents=True, exist_ok=True)
     for path in paths:
-        lab, count = make_lab(nbformat.read(path, as_version=4))
+        try:
+            lab, count = make_lab(nbformat.read(path, as_version=4))
+        except ValueError as e:
+            print(f"{path}: {e}", file=sys.stderr)
+            return 2
         target = args.out / path.name
         nbformat.write(lab, target)
         print(f"{path.name}: {count} exercise cell(s) -> {target}")

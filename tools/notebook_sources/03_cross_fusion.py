@@ -18,7 +18,10 @@
 # 4. explain what `swap_depth` changes in a model (the computation) and what it does not (parameters, FLOPs);
 # 5. read the attention weights of a model on a face, and know which of them are maps of the face and which are not.
 #
-# Time: about one lab hour. Runs on a laptop CPU in a minute or two.
+# Time: about one lab hour. On a laptop CPU the notebook runs in a minute or two once the suite's
+# small trained model exists; the first notebook that needs it trains it (about ten minutes,
+# once). With a GPU, `MODEL = "poster-l"` shows the paper-size model instead (training it on
+# SynthFER takes minutes there and hours on a CPU), or pass the authors' weights as `CHECKPOINT`.
 
 # %% tags=["parameters"]
 # Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).
