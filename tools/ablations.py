@@ -89,6 +89,7 @@ def write_json_atomically(path: Path, payload: dict) -> None:
     handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(handle, "w") as f:
         json.dump(payload, f, indent=1)
+    os.chmod(tmp, 0o644)            # mkstemp makes it private; this is a shared results file
     os.replace(tmp, path)
 
 
