@@ -58,6 +58,7 @@ from torch import nn
 import poster_lite as pl
 from poster_lite import pretrain
 from poster_lite.data.transforms import eval_transform
+from poster_lite.checkpoint import atomic_write
 from poster_lite.models.official import to_release_state_dict
 
 torch.manual_seed(0)
@@ -364,8 +365,10 @@ official_dir = RUN_DIR / "official_layout"
 official_dir.mkdir(exist_ok=True)
 ir50 = pretrain.build_image_backbone(MODEL)
 pl.load_official_weights(ir50, backbone_folder / pretrain.IMAGE_FILE, verbose=False)
-torch.save(to_release_state_dict(ir50), official_dir / "ir50.pth")
-torch.save({"state_dict": to_release_state_dict(net)}, official_dir / "mobilefacenet_model_best.pth.tar")
+# Written atomically (a temporary file, then a rename), so a half-written file can never be loaded.
+atomic_write(official_dir / "ir50.pth", lambda tmp: torch.save(to_release_state_dict(ir50), tmp))
+atomic_write(official_dir / "mobilefacenet_model_best.pth.tar",
+             lambda tmp: torch.save({"state_dict": to_release_state_dict(net)}, tmp))
 
 ir_file = torch.load(official_dir / "ir50.pth", weights_only=True)
 mfn_file = torch.load(official_dir / "mobilefacenet_model_best.pth.tar", weights_only=True)
