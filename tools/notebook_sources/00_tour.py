@@ -20,7 +20,7 @@
 # 4. find the notebook that teaches each part, and run the suite locally or on Colab.
 #
 # Time: about one lab hour with the exercises. The first run on a fresh machine trains the
-# small model (a few minutes on a CPU); later runs load it from the cache.
+# small model (minutes on a CPU, with a progress bar); later runs load it from the cache.
 
 # %% tags=["parameters"]
 # Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).
