@@ -1,0 +1,401 @@
+# %% [markdown]
+# # 06 · Evaluation and visualisation: what the model learned, and where it fails
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/poster-lite/poster-lite/blob/main/notebooks/06_evaluation.ipynb)
+#
+# > Accuracy, mean class accuracy and macro F1; POSTER against its image-only baseline in the confusion-matrix layout of the paper's Figure 2; attention maps, Grad-CAM, feature embeddings and the faces behind the mistakes.
+#
+# Notebook 05 trained POSTER-nano. A single accuracy says little about *what* it learned, so
+# this notebook looks at the trained model from several sides: the paper's metrics and why it
+# reports two of them, a comparison with the single-stream baseline (same recipe, image stream
+# only, no landmarks) in the layout of the supplement's Figure 2, where the network looks
+# (attention and class activation maps), how its features arrange faces (by expression, or by
+# person?), and the faces it gets wrong.
+#
+# **Learning goals.** After this notebook you can
+# 1. compute accuracy, mean class accuracy (mAcc) and macro F1, and say when they disagree;
+# 2. read a row-normalised confusion matrix and the difference of two, as in the paper's Figure 2;
+# 3. tell whether one model beats another on a test set, with an uncertainty on the difference;
+# 4. draw attention maps and class activation maps (Grad-CAM, Grad-CAM++) and know what each can and cannot show;
+# 5. check with t-SNE and silhouette scores whether features group by expression or by identity;
+# 6. look at the misclassified faces and find the confusions worth fixing.
+#
+# Time: about one lab hour. On a laptop CPU a few minutes once both models are trained (the
+# suite caches them in `data/cache/models/`; if they are missing, this notebook trains them
+# first, which takes longer).
+
+# %% tags=["parameters"]
+# Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).
+SMOKE = 0                      # 1: the quickest run that still touches every cell (what the tests run)
+DEVICE = "auto"                # "auto" (a GPU if there is one), "cpu" or "cuda"
+DATA = "synthfer"              # the test set: "synthfer", or a real set poster_lite.data knows (then give checkpoints)
+MODEL = "poster-nano"          # size knob: the POSTER to evaluate (a preset the zoo can train)
+BASELINE = "image-only-nano"   # the single-stream baseline (image tokens only, no landmark stream)
+CHECKPOINT = ""                # a trained POSTER checkpoint instead of the zoo's (needed for a real DATA)
+BASELINE_CHECKPOINT = ""       # likewise for the baseline
+EMBEDDING_FACES = 600          # faces in the t-SNE of section 6
+
+# %%
+# Setup. On Colab this installs poster-lite (the only cell that downloads anything);
+# locally, `make lab` has already installed it into the project's .venv.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/poster-lite/poster-lite"], check=True)
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+import poster_lite as pl
+from poster_lite import checks, viz
+
+torch.manual_seed(0)
+if DEVICE == "auto":
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+else:
+    device = torch.device(DEVICE)
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+RUN_DIR = ROOT / "runs" / "06_evaluation"        # figures and small results of this notebook
+RUN_DIR.mkdir(parents=True, exist_ok=True)
+print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+
+# %% [markdown]
+# ## 1 · Two trained models and a test set
+#
+# We compare two models trained with the same recipe on the same data:
+#
+# - **POSTER** (`MODEL`): image stream and landmark stream, fused by cross-attention;
+# - **the baseline** (`BASELINE`): the image stream alone through the same kind of transformer
+#   blocks, no landmarks. At paper scale this is Table 4's "image only" row (90.51 % on RAF-DB,
+#   against POSTER's 92.05 %); the supplement's Figure 2 compares the confusion matrices of such
+#   a baseline and POSTER.
+#
+# Both come from the suite's model cache through `pl.trained_model`, which trains a missing one
+# on SynthFER exactly as notebook 05 describes (so the first run of this notebook may take a
+# while). With a real `DATA` set, pass checkpoints trained on it instead (notebook 05 writes
+# them). In `SMOKE` mode both are one-epoch models trained on 96 faces: they run every cell but
+# have learned next to nothing, so their numbers mean nothing.
+
+# %%
+from poster_lite.checkpoint import load_checkpoint
+from poster_lite.engine_commands import Subset
+from poster_lite.errors import UserError
+
+
+def get_model(preset, checkpoint):
+    if checkpoint:
+        return load_checkpoint(checkpoint, device=device)
+    if DATA != "synthfer":
+        raise UserError(f"the zoo's {preset} is trained on SynthFER; to evaluate on {DATA!r}, set "
+                        f"CHECKPOINT and BASELINE_CHECKPOINT to models trained on it (notebook 05)")
+    return pl.trained_model(preset, smoke=bool(SMOKE), device=device)
+
+
+poster = get_model(MODEL, CHECKPOINT)
+baseline = get_model(BASELINE, BASELINE_CHECKPOINT)
+test_set = pl.data.load(DATA, "test")
+if SMOKE:
+    test_set = Subset(test_set, 48)
+classes = list(test_set.classes)
+
+sizes = pd.DataFrame([{"model": name, "blocks": m.config.depth, "landmark stream": not m.config.image_only,
+                       "parameters (M)": sum(p.numel() for p in m.parameters()) / 1e6,
+                       "trained epochs": m.meta.get("epoch")} for name, m in [(BASELINE, baseline), (MODEL, poster)]])
+print(f"test set: {DATA}, {len(test_set)} faces; classes {classes}")
+print("test faces per class:", dict(zip(classes, np.bincount(test_set.targets, minlength=len(classes)).tolist())))
+sizes.round(2)
+
+# %% [markdown]
+# The nano baseline has 4 blocks where POSTER-nano has 2, so that the two are about the same
+# size (the paper's baseline has 8 blocks, like POSTER): whatever POSTER gains here, it does not
+# gain by having more parameters.
+#
+# ## 2 · Accuracy, mean class accuracy, macro F1
+#
+# - **Accuracy**: the fraction of test faces classified correctly. Every face counts once, so
+#   the common classes dominate it.
+# - **Mean class accuracy (mAcc)**: the accuracy of each class on its own, averaged over the
+#   classes. Every class counts once. RAF-DB's test set has 1,185 happy faces and 74 fearful
+#   ones; a model that never predicts Fear loses 2.4 points of accuracy but 14 points of mAcc.
+#   The paper reports both (92.05 % and 86.03 % for POSTER on RAF-DB): the gap says the rare
+#   classes are the hard ones.
+# - **Macro F1**: per class, the harmonic mean of precision (of the faces predicted as this
+#   class, how many are) and recall (of the faces of this class, how many were found), averaged
+#   over the classes. Unlike mAcc it also punishes a model that dumps doubtful faces into one class.
+#
+# SynthFER's test set is balanced, so accuracy and mAcc nearly coincide on it; on RAF-DB they
+# do not. `pl.evaluate` computes all three (and the confusion matrix, the per-class accuracies
+# and every probability). `pl.fast(model)` is the quick inference copy of the model (bfloat16
+# where the hardware has it, BatchNorm folded): same predictions, sooner.
+
+# %%
+results = {name: pl.evaluate(pl.fast(m), test_set) for name, m in [(BASELINE, baseline), (MODEL, poster)]}
+metrics = pd.DataFrame({name: {"accuracy": r["accuracy"], "mean class accuracy": r["mean_class_accuracy"],
+                               "macro F1": r["macro_f1"]} for name, r in results.items()}).T
+(100 * metrics).round(2)
+
+# %% [markdown]
+# ### Exercise 1 · Mean class accuracy
+# Write `mean_class_accuracy(y_true, y_pred)`: the accuracy of each class that occurs in
+# `y_true`, averaged. It must accept lists, NumPy arrays and torch tensors, and return a
+# fraction between 0 and 1. The check compares it with scikit-learn on imbalanced labels.
+
+# %% tags=["solution"]
+def mean_class_accuracy(y_true, y_pred):
+    """Average over the classes present in y_true of (correct in that class / size of that class)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    per_class = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
+    return float(np.mean(per_class))
+
+# %% tags=["check"]
+checks.check_macc(mean_class_accuracy)
+
+# %% [markdown]
+# **Is the difference real?** A test set is a sample: another 1,500 faces would give slightly
+# different accuracies. Because both models saw the *same* faces, the honest question is
+# about the paired difference. The bootstrap answers it: draw the test set again with
+# replacement many times, recompute both accuracies on each draw, and look at the spread of
+# their difference.
+
+# %%
+def paired_bootstrap(result_a, result_b, draws=2000, seed=0):
+    """Accuracy of b minus accuracy of a: the estimate and a 95 % interval (points)."""
+    correct_a = results[result_a]["predictions"] == results[result_a]["targets"]
+    correct_b = results[result_b]["predictions"] == results[result_b]["targets"]
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(correct_a), size=(draws, len(correct_a)))
+    differences = 100 * (correct_b[picks].mean(axis=1) - correct_a[picks].mean(axis=1))
+    return 100 * (correct_b.mean() - correct_a.mean()), np.percentile(differences, [2.5, 97.5])
+
+
+gain, (low, high) = paired_bootstrap(BASELINE, MODEL)
+verdict = ("POSTER is better" if low > 0 else "the baseline is better" if high < 0
+           else "the difference is within the noise of this test set")
+print(f"{MODEL} minus {BASELINE}: {gain:+.2f} points of accuracy, 95 % interval [{low:+.2f}, {high:+.2f}]: {verdict}")
+
+# %% [markdown]
+# Per class, with each model's mAcc as a dashed line:
+
+# %%
+per_class = viz.plot_per_class_accuracy(results, save=RUN_DIR / "per_class_accuracy.png")
+per_class
+
+# %% [markdown]
+# ## 3 · Confusion matrices, as in the supplement's Figure 2
+#
+# A confusion matrix counts, for every true class (row), how often each class was predicted
+# (column). Normalising each row to 100 % puts each class's accuracy on the diagonal, whatever
+# its size. The supplement's Figure 2 shows the baseline's matrix, POSTER's, and argues from
+# them that POSTER reduces the two difficulties of FER: **intra-class discrepancy** (faces of
+# one expression that look different: the diagonal rises) and **inter-class similarity**
+# (different expressions that look alike: off-diagonal confusions fall). The third panel here
+# is the difference, POSTER minus baseline, in percentage points: blue on the diagonal and red
+# off it are improvements.
+
+# %%
+figure2 = viz.plot_confusion_figure2({DATA: (results[BASELINE], results[MODEL])},
+                                     names=(f"baseline ({BASELINE})", f"POSTER ({MODEL})"),
+                                     save=RUN_DIR / "confusion_figure2.png")
+figure2
+
+# %%
+def largest_confusions(result, k=4):
+    percent = viz.row_normalise(result["confusion"])
+    np.fill_diagonal(percent, 0)
+    order = np.argsort(percent, axis=None)[::-1][:k]
+    return [f"{classes[t]} → {classes[p]} {percent[t, p]:.0f} %" for t, p in zip(*np.unravel_index(order, percent.shape))]
+
+
+diagonal_change = np.diag(viz.row_normalise(results[MODEL]["confusion"]) - viz.row_normalise(results[BASELINE]["confusion"]))
+print("change of each class's accuracy, POSTER minus baseline (points):",
+      ", ".join(f"{c} {d:+.0f}" for c, d in zip(classes, diagonal_change)))
+for name in (BASELINE, MODEL):
+    print(f"largest confusions of {name}: " + "; ".join(largest_confusions(results[name])))
+
+# %% [markdown]
+# ## 4 · Attention on a face
+#
+# Notebook 03 showed how to read POSTER's attention weights. In the landmark branch, row 0 is
+# the image class token asking the 49 landmark tokens, and those tokens are the cells of
+# MobileFaceNet's $7 \times 7$ feature map: a map over the face. The overview draws that row
+# for every block and pyramid level, averaged over the heads, for one correctly classified test
+# face.
+
+# %%
+correct = np.flatnonzero(results[MODEL]["predictions"] == results[MODEL]["targets"])
+face_index = int(correct[0]) if len(correct) else 0
+face, face_label = test_set[face_index]
+print(f"test face #{face_index}: {classes[face_label]}")
+attention = viz.compute_attention(poster, face)
+overview = viz.plot_attention_overview(attention, stream="lm", save=RUN_DIR / "attention_overview.png")
+overview
+
+# %% [markdown]
+# And block 0, level 0 head by head, for both branches. The image branch's keys are the
+# release's "official" image tokens, which are slabs of channel maps, not places on the face:
+# the figure shows them as bars, and adds the same weights read with spatial tokens, marked as
+# such.
+
+# %%
+heads = viz.plot_attention(attention, block=0, level=0, save=RUN_DIR / "attention_heads.png")
+heads
+
+# %% [markdown]
+# Attention says where a token *reads*; it is not an explanation of the decision (the values,
+# the MLPs and the token mixer all sit between those weights and the logits). For that, the
+# next section uses gradients.
+#
+# ## 5 · Class activation maps: Grad-CAM and Grad-CAM++
+#
+# **Grad-CAM** takes a convolutional layer's feature maps $A^k$ and the gradient of one class's
+# logit with respect to them. Each channel gets a weight, the average of its gradient over the
+# positions; the map is $\mathrm{ReLU}(\sum_k w_k A^k)$, stretched over the face: where the
+# channels that raise this class's score are active. **Grad-CAM++** weights the positions of
+# each channel by higher-order terms of the gradient, which separates several occurrences of
+# the evidence (two eyes, two mouth corners) better. We explain the predicted class in the last
+# stage of IR-50 ($14\times14$) and in MobileFaceNet's last feature map ($7\times7$; gradients
+# are let through the frozen landmark net for this only).
+
+# %%
+cams = viz.plot_cam(poster, face, methods=("gradcam", "gradcam++"), save=RUN_DIR / "gradcam_poster.png")
+cams
+
+# %% [markdown]
+# The same for the baseline, which has no landmark stream:
+
+# %%
+cams_baseline = viz.plot_cam(baseline, face, methods=("gradcam", "gradcam++"), save=RUN_DIR / "gradcam_baseline.png")
+cams_baseline
+
+# %% [markdown]
+# How much to trust these maps: each is min-max scaled on its own, so brightness compares
+# places within one map, never two maps. The $7 \times 7$ landmark map is coarse by
+# construction. On SynthFER the expression lives in the geometry of brows, eyes and mouth, so a
+# map on those regions is what a sensible model should show; a map on the background or the
+# hair would point at a shortcut.
+#
+# ## 6 · Embeddings: grouped by expression or by person?
+#
+# The 512-d (here 128-d) SE-gated feature that feeds the classifier (`forward_features`) should
+# place faces of one expression together whoever shows it, and separate the expressions of one
+# person. SynthFER knows who every face is, so we can check both. t-SNE squeezes the features
+# into two dimensions for the eye; the **silhouette score** measures the same thing in the full
+# feature space: from $-1$ to $1$, higher when the groups are tight and far apart. A good FER
+# feature scores high by expression and near zero (or below) by identity.
+
+# %%
+embedding_items = 48 if SMOKE else EMBEDDING_FACES
+scores = {}
+for name, m in [(BASELINE, baseline), (MODEL, poster)]:
+    figure = viz.plot_feature_embeddings(m, test_set, max_items=embedding_items, title=name,
+                                         save=RUN_DIR / f"embeddings_{name}.png")
+    scores[name] = figure.scores
+    display(figure)
+pd.DataFrame(scores).T.round(3)
+
+# %% [markdown]
+# Trust the silhouette scores over the pictures: t-SNE keeps neighbourhoods but invents
+# distances between clusters, and its picture changes with the seed.
+#
+# ## 7 · The mistakes
+#
+# The most confident mistakes are the most instructive: a near tie between two plausible
+# expressions is forgivable, a face labelled Fear that the model calls Happiness with 90 %
+# probably is not. Each tile shows the true class and its probability, the prediction, and the
+# top three probabilities (green: the true class; red: the prediction).
+
+# %%
+mistakes = viz.plot_misclassified(test_set, results[MODEL], n=12, save=RUN_DIR / "misclassified.png")
+mistakes
+
+# %% [markdown]
+# The **confusion-matrix explorer** joins the two views: pick a cell (true class, predicted
+# class) and see the faces in it, the most confident first. It opens on the largest confusion.
+# (Where widgets cannot run, e.g. on GitHub, the picture of its opening state is shown.)
+
+# %%
+explorer = pl.widgets.confusion_explorer(test_set, results[MODEL], n=12)
+explorer.save(RUN_DIR / "confusion_explorer.png")
+explorer
+
+# %% [markdown]
+# ## 8 · What the figures say
+#
+# The cell below puts the numbers of this run side by side; read the discussion with them.
+
+# %%
+poster_acc, baseline_acc = results[MODEL]["accuracy"], results[BASELINE]["accuracy"]
+print(f"accuracy: {MODEL} {poster_acc:.1%}, {BASELINE} {baseline_acc:.1%}, difference {gain:+.2f} points "
+      f"(95 % interval [{low:+.2f}, {high:+.2f}]; {verdict})")
+print(f"mAcc:     {MODEL} {results[MODEL]['mean_class_accuracy']:.1%}, "
+      f"{BASELINE} {results[BASELINE]['mean_class_accuracy']:.1%}")
+print(f"classes POSTER improves: {int((diagonal_change > 0).sum())} of {len(classes)}; "
+      f"worsens: {int((diagonal_change < 0).sum())}")
+print("silhouette by expression / identity: " + "; ".join(
+    f"{n} {s['silhouette_expression']:+.3f} / {s['silhouette_identity'] if s['silhouette_identity'] is None else round(s['silhouette_identity'], 3)}"
+    for n, s in scores.items()))
+backbones = pl.zoo.cache_root() / "backbones" / MODEL
+print(f"pretrained backbones in {backbones.relative_to(ROOT) if backbones.is_relative_to(ROOT) else backbones}: "
+      f"{'yes' if backbones.exists() else 'no'} (the zoo starts from them when they exist at training time)")
+print(f"HEADLINE: {MODEL} {poster_acc:.1%} vs {BASELINE} {baseline_acc:.1%} test accuracy on {DATA} ({gain:+.1f} points)")
+
+# %% [markdown]
+# **Reading it honestly.** The paper reports that adding the landmark stream and cross-fusion
+# raises RAF-DB accuracy from 90.51 % (image only) to 92.05 %, +1.5 points, and its Figure 2
+# shows higher diagonals and lower confusions. Whether this notebook reproduces that direction
+# is in the numbers above, with the bootstrap interval saying whether the difference is larger
+# than the noise of the test set; if the interval includes zero, this run does not show a
+# difference, whatever the sign of the point estimate.
+#
+# Three reasons why the picture at nano scale on SynthFER may differ from the paper's, in
+# either direction:
+#
+# - SynthFER's expressions are drawn from landmark geometry. A landmark stream should help
+#   more here than on real photos, *if* the landmark network was pretrained (notebook 02);
+#   trained from scratch with the rest, it is just a second small CNN, frozen at its random
+#   initialisation, and adds little.
+# - Two nano models trained for a few epochs differ by their random seeds as much as by their
+#   architecture; a single pair of runs is one sample. Notebook 07 repeats such comparisons
+#   over seeds.
+# - The balanced SynthFER test set has no rare classes, so the mAcc gap that matters on RAF-DB
+#   (fear, disgust) cannot appear here.
+#
+# In `SMOKE` mode both models have seen 96 faces for one epoch: every number of this notebook
+# is then at chance level and says nothing about either architecture.
+#
+# ## Summary
+#
+# - Accuracy counts faces, mAcc counts classes, macro F1 also punishes over-predicted classes;
+#   the paper reports the first two, and their gap measures how hard the rare classes are.
+# - Row-normalised confusion matrices show each class's accuracy on the diagonal; the Figure 2
+#   layout adds the difference, POSTER minus baseline.
+# - A difference between two models on one test set needs an uncertainty: the paired bootstrap
+#   gives one in a few lines.
+# - Attention maps show where a class token reads; Grad-CAM and Grad-CAM++ show which feature
+#   map regions raise a class's score. Neither is a full explanation.
+# - Silhouette scores by expression and by identity tell whether the features group by what we
+#   want, more reliably than a t-SNE picture.
+# - Confident mistakes and the confusion explorer point at the confusions worth working on.
+#
+# Next: notebook 07 runs the paper's ablations at nano scale.
+#
+# ## Exercises
+#
+# 1. *(code, checked above)* `mean_class_accuracy`.
+# 2. Compute macro F1 yourself from `results[MODEL]["confusion"]` (precision: column-wise;
+#    recall: row-wise) and compare it with `results[MODEL]["macro_f1"]`.
+# 3. Make the test set imbalanced: keep all Happiness and Neutral faces and only 10 % of each
+#    other class (`torch.utils.data.Subset` with the indices you choose). How do accuracy, mAcc
+#    and macro F1 move, for both models?
+# 4. Replace Grad-CAM++ with `"scorecam"` or `"layercam"` in `viz.plot_cam`. Which of the maps
+#    agree, and which method is slowest? Why?
+# 5. Run the embedding cell on the **training** set. Is the identity silhouette higher than on
+#    the test set? What would that mean?
+# 6. Use the explorer to find the pair of classes POSTER confuses most. Draw a face of each with
+#    `pl.widgets.face_designer()` (notebook 01) and find the action unit that separates them.
