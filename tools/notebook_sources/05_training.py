@@ -186,7 +186,7 @@ assert loss_at_w_plus_e.item() > loss_at_w.item()
 # training, both passes run in training mode.)
 #
 # What does the second pass cost? The next cell times a plain step and a SAM step on the same
-# batch: expect about twice the time.
+# batch: expect about twice the time (on a busy machine single timings scatter).
 
 # %%
 def time_step(use_sam, repeats=1 if SMOKE else 3):
@@ -658,7 +658,7 @@ print(f"HEADLINE: {name} test accuracy {results['test']['accuracy']:.1%} on {DAT
 #   returns to $w$ and steps with the second gradient; it costs about twice a plain step.
 # - POSTER's loss **CE + 2 × LSCE(0.2)** is $3\times$ one label-smoothed cross-entropy with
 #   smoothing 0.133: it stops rewarding confidence beyond $p \approx 0.89$.
-# - **ExponentialLR** ($\gamma = 0.98$) decays the rate by 500× over the release's 300 epochs,
+# - **ExponentialLR** ($\gamma = 0.98$) decays the rate about 400× over the release's 300 epochs,
 #   and hardly at all over a short run.
 # - The **augmentation** is light: flips, Gaussian noise, random erasing; no crops.
 # - `pl.train` writes `last` and `best` every epoch; a resumed run reproduces the

@@ -112,9 +112,9 @@ print("test faces per class:", dict(zip(classes, np.bincount(test_set.targets, m
 sizes.round(2)
 
 # %% [markdown]
-# The nano baseline has 4 blocks where POSTER-nano has 2, so that the two are about the same
-# size (the paper's baseline has 8 blocks, like POSTER): whatever POSTER gains here, it does not
-# gain by having more parameters.
+# The nano baseline has 4 blocks where POSTER-nano has 2, so that the two have a similar number
+# of parameters (the table; the paper's baseline has 8 blocks, like POSTER): whatever POSTER
+# gains here, it does not gain by being much larger.
 #
 # ## 2 · Accuracy, mean class accuracy, macro F1
 #
