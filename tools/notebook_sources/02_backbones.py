@@ -34,6 +34,7 @@ DEVICE = "auto"          # "auto" (a GPU if there is one), "cpu" or "cuda"
 DATA = "synthfer"        # faces for the pictures; pretraining always uses SynthFER (it needs identities and landmarks)
 MODEL = "poster-nano"    # size knob: whose backbones are pretrained and shown ("poster-l": the paper's, on a GPU)
 PAPER_SHAPES = True      # also trace the paper-size IR-50 (builds poster-l once; skipped in SMOKE)
+PRETRAIN_EPOCHS = 2      # epochs of each backbone's pretraining when nothing is cached (SMOKE: 1, on 32 images)
 
 # %%
 # Setup. On Colab this installs poster-lite (the only cell that downloads anything);
@@ -291,7 +292,8 @@ else:
         print(f"loading the cached backbones from {backbone_folder}")
         reports = cached
     else:
-        reports = pl.pretrain_backbones(MODEL, device=device)
+        # Two epochs each keep this under a lab's patience on a CPU; exercise 5 trains longer.
+        reports = pl.pretrain_backbones(MODEL, epochs=PRETRAIN_EPOCHS, device=device)
 image_report, landmark_report = reports["image_backbone"], reports["landmark_backbone"]
 print(f"IR-50 identities: {image_report['identity_accuracy']:.1%} of {image_report['held_out_images']} held-out photos "
       f"of {image_report['identities']} people (chance {image_report['chance']:.1%}), {image_report['epochs']} epochs")
