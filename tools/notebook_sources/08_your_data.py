@@ -365,6 +365,7 @@ for face in results[0]["faces"]:
     print(f"  box {face['box']}: {face['label']} ({face['probability']:.0%})")
 if not results[0]["faces"]:                  # the detector missed: classify the whole photo instead
     results = pl.predict([photo_path], model=model, detect_faces=False)
+results[0]["source"] = photo_path.name                  # a short title for the figure
 fig = plot_predictions([Image.open(photo_path)], results, save=RUN_DIR / "my_photo_predictions.png")
 fig
 
