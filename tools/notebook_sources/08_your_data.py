@@ -330,7 +330,9 @@ print(f"feeding the wrong channel order costs {bgr_cost * 100:.1f} points here")
 
 # %% [markdown]
 # The size of the drop depends on how much the model leans on colour; on SynthFER, where skin
-# tone varies per identity, it can be small, on real faces it is larger. The point is that it
+# tone varies per identity, it can be small, on real faces it is larger. It also needs a model
+# that has learned something: with the short stand-in training (used when no trained model is
+# cached) both numbers sit near chance (1 in 7) and their difference is noise. The point is that it
 # fails silently, so the order must travel with the weights (it does: `model.meta["channel_order"]`).
 #
 # ## 3 · Predicting on your own photos
