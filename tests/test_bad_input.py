@@ -63,3 +63,14 @@ def test_file_that_is_not_a_checkpoint(tmp_path, nano):
     torch.save({"encoder.weight": torch.zeros(2)}, unknown)
     with pytest.raises(ValueError, match="not a POSTER, IR-50 or MobileFaceNet"):
         pl.load_official_weights(nano, unknown)
+
+
+def test_hints_name_the_real_difference():
+    sd = to_release_state_dict(pl.build_model("poster-nano", depth=3))
+    with pytest.raises(CheckpointMismatch) as err:
+        pl.load_official_weights(pl.build_model("poster-nano"), sd)
+    assert "build it with depth=3" in str(err.value) and "mix_tokens" not in str(err.value)
+    sd = to_release_state_dict(pl.build_model("poster-nano", mix_tokens=False))
+    with pytest.raises(CheckpointMismatch) as err:
+        pl.load_official_weights(pl.build_model("poster-nano"), sd)
+    assert "mix_tokens=False" in str(err.value) and "depth=" not in str(err.value)

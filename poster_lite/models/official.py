@@ -200,17 +200,28 @@ def _copy_strict(target: nn.Module, file_sd: dict, translate, where: str, hints=
     return unused
 
 
-def _poster_hints(config):
+_MIXER = re.compile(r"^pyramid_fuse\.blocks\.\d+\.block_\w+\.conv\.")
+_BLOCK = re.compile(r"^pyramid_fuse\.blocks\.(\d+)\.")
+
+
+def _blocks_in(keys) -> int:
+    found = [int(m.group(1)) for k in keys if (m := _BLOCK.match(k))]
+    return max(found) + 1 if found else 0
+
+
+def _poster_hints(config, file_keys):
+    """(test(missing, extra, shapes), hint) pairs; each test looks only at its own evidence."""
+    depth_in_file = _blocks_in(file_keys)
     return [
-        (lambda m, e, s: any(k.endswith(".conv.weight") and "blocks." in k for k in e),
+        (lambda m, e, s: depth_in_file != config.depth,
+         f"the file has {depth_in_file} pyramid blocks, this model {config.depth}: build it with "
+         f"depth={depth_in_file} (POSTER-T/S/L have 4/6/8)"),
+        (lambda m, e, s: e and all(_MIXER.match(k) for k in e),
          "the file has per-block token mixers (RAF-DB release): build the model with mix_tokens=True"),
-        (lambda m, e, s: any(k.endswith(".conv.weight") and "blocks." in k for k in m),
+        (lambda m, e, s: m and all(_MIXER.match(k) for k in m),
          "the file has no token mixers (AffectNet release): build the model with mix_tokens=False"),
         (lambda m, e, s: any(x.startswith("head.linear.weight") for x in s),
          f"the classifier has another number of classes than this model's num_classes={config.num_classes}"),
-        (lambda m, e, s: any(".blocks." in k for k in m + e),
-         f"the number of pyramid blocks differs from this model's depth={config.depth} "
-         "(POSTER-T/S/L have 4/6/8)"),
     ]
 
 
@@ -238,7 +249,7 @@ def load_official_weights(model: nn.Module, source, verbose: bool = True) -> dic
     if any(k.startswith(("ir_back.", "pyramid_fuse.", "face_landback.")) for k in keys):
         if not isinstance(model, PosterModel):
             raise TypeError(f"{where} holds a whole POSTER; load it into a POSTER model")
-        _copy_strict(model, sd, lambda k: release_key(k, model.config), where, _poster_hints(model.config))
+        _copy_strict(model, sd, lambda k: release_key(k, model.config), where, _poster_hints(model.config, sd))
         report.update(kind="poster", loaded=len(sd))
     elif any(k.startswith(("input_layer.", "body.")) for k in keys):
         target = model.image_backbone if isinstance(model, PosterModel) else model
