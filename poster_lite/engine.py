@@ -32,10 +32,10 @@ from . import distributed
 from .checkpoint import atomic_write, read_checkpoint_file, save_checkpoint
 from .errors import UserError
 from .evaluation import as_tensors, autocast_for, evaluate, summary
+from .fast import PRECISIONS, cpu_has_bf16, pick_device, resolve_precision
 from .losses import PosterLoss
 from .sam import SAM
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The release's lr 4e-5 suits the full model with pretrained backbones on real faces.
 # The nano presets are far smaller and start (by default) from scratch: at 4e-5 they
 # barely move in the few epochs a CPU affords (docs/training.md has the sweep).
@@ -91,34 +91,8 @@ class _NonFiniteLoss(Exception):
         self.step, self.value = step, value
 
 
-# ---- device and precision ----------------------------------------------------------
-def pick_device(device=None, local_rank: int = 0) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def cpu_has_bf16() -> bool:
-    # Private capability probes (stable since torch 2.1); if absent, assume no bf16 units.
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(probe() for probe in probes if probe is not None)
-
-
-def pick_precision(precision: str, device: torch.device) -> str:
-    """"auto" -> bf16 where the hardware has it, fp16 (with a loss scaler) on older GPUs, else fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_bf16() else "fp32"
-    return "fp32"     # MPS autocast is still young
+# ---- device and precision: one definition for training and inference, in fast.py ----------
+pick_precision = resolve_precision
 
 
 # ---- the pieces of the recipe -------------------------------------------------------

@@ -6,7 +6,6 @@ scikit-learn; the confusion matrix has true classes in rows.
 """
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 import torch
@@ -14,6 +13,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+
+from .fast import autocast
 
 
 class Transformed(Dataset):
@@ -46,11 +47,7 @@ def as_tensors(dataset, size: int, channel_order: str = "rgb", train: bool = Fal
     return Transformed(dataset, make(size=size, channel_order=channel_order))
 
 
-def autocast_for(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+autocast_for = autocast      # one autocast helper for training, evaluation and the fast path
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -31,12 +31,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
-def pick_device(device=None) -> torch.device:
-    """The given device, else CUDA, else Apple's MPS, else the CPU."""
+def pick_device(device=None, local_rank: int = 0) -> torch.device:
+    """The given device, else CUDA (this process's GPU under torchrun), else Apple's MPS, else the CPU."""
     if device is not None:
         return torch.device(device)
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", local_rank)
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
