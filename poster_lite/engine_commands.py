@@ -207,7 +207,7 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a POSTER model (the paper's recipe by default)")
     p.add_argument("--model", default="poster-nano", help="preset (default poster-nano)")
     p.add_argument("--data", default="synthfer", help="data set name or folder (default synthfer)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, help="default 10")
     p.add_argument("--batch-size", type=int, default=32, help="global batch size (default 32)")
     p.add_argument("--out", default=None, help="run folder for last, best, history.csv (default runs/MODEL-DATA)")
     p.add_argument("--lr", type=float, default=None,
