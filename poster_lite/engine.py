@@ -38,7 +38,7 @@ from .sam import SAM
 
 # The release's lr 4e-5 suits the full model with pretrained backbones on real faces.
 # The nano presets are far smaller and start (by default) from scratch: at 4e-5 they
-# barely move in the few epochs a CPU affords (docs/training.md has the sweep).
+# barely move in the few epochs a CPU affords (docs/training.md: why, and what it gives).
 PAPER_LR = 4e-5
 NANO_LR = 1e-3
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macc", "lr", "images_per_s"]
