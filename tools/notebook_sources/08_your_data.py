@@ -475,11 +475,28 @@ def release_checkpoint(model):
     return {"iter": 0, "optimizer_state_dict": {},
             "model_state_dict": {"module." + key: value for key, value in to_release_state_dict(model).items()}}
 
-# %%
-exercise = release_checkpoint(model)
-assert all(k.startswith("module.") for k in exercise["model_state_dict"]), "every key starts with 'module.'"
-check_model = pl.build_model(MODEL).eval()
-load_official_weights(check_model, exercise)
-with torch.no_grad():
-    assert torch.allclose(check_model(faces), model(faces), atol=1e-5), "the loaded model computes something else"
-print("release_checkpoint: correct, the release loader accepts it and the weights land")
+# %% tags=["check"]
+def check_release_checkpoint(fn):
+    """Save a fresh poster-nano through `fn`, load it back strictly, compare logits; print a verdict."""
+    try:
+        torch.manual_seed(3)
+        source = pl.build_model("poster-nano").eval()
+        saved = fn(source)
+        keys = saved["model_state_dict"]
+        assert all(k.startswith("module.") for k in keys), "every key must start with 'module.'"
+        target = pl.build_model("poster-nano").eval()
+        pl.load_official_weights(target, saved)
+        x = torch.randn(2, 3, 112, 112)
+        with torch.no_grad():
+            assert torch.allclose(target(x), source(x), atol=1e-5), "the loaded model computes something else"
+    except NotImplementedError:
+        print("⏳ release_checkpoint: not implemented yet. Fill in the exercise cell and run it again.")
+        return False
+    except (AssertionError, KeyError, ValueError, TypeError) as e:
+        print(f"❌ release_checkpoint: {e}")
+        return False
+    print("✅ release_checkpoint: the release loader accepts it and the weights land")
+    return True
+
+
+check_release_checkpoint(release_checkpoint)
