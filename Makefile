@@ -19,7 +19,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # Run every notebook headless in the default mode; pass notebook prefixes or
 # parameters through TOUR_ARGS, e.g. make tour TOUR_ARGS="03 04 -p DEVICE=cuda".
