@@ -29,3 +29,13 @@ def nano():
     torch.manual_seed(0)
     from poster_lite import build_model
     return build_model("poster-nano")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for tests of tiny models: a second thread only waits for the first,
+    and on a shared 2-core machine OpenMP's spinning threads stall each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,14 +16,8 @@ from poster_lite.models.official import to_release_state_dict
 from poster_lite.sam import SAM
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny batches gain nothing from a second thread, and on a shared 2-core machine
-    # OpenMP's spinning threads stall each other (4-5x slower under load).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- SAM ---------------------------------------------------------------------------

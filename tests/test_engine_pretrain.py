@@ -12,13 +12,8 @@ from poster_lite.pretrain import (CosFaceHead, backbone_dir, backbone_folders, l
                                   normalised_mean_error)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small batches gain nothing from a second thread on a shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_normalised_mean_error_by_hand():
