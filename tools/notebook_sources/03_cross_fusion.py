@@ -509,9 +509,16 @@ fig.savefig(RUN_DIR / "attention_on_face.png", dpi=120)
 plt.show()
 
 # %% [markdown]
-# How peaked is it? The entropy of a row measures it: $\log 50 \approx 3.91$ nats for a uniform
-# row over the 50 keys, 0 for a row that looks at a single token. The table lists, for every
-# block and level, the entropy of the class token's row in both branches, averaged over the heads.
+# Read such maps with care. A bright cell says where the image class token's *question* found a
+# matching key, in one block and one level, averaged over heads; it does not say that this part
+# of the face decided the expression (the value it fetched may matter little, and later layers
+# may ignore it). Notebook 06 sets attention beside Grad-CAM, which asks the other question: what
+# would change the prediction.
+#
+# How peaked is the attention? The entropy of a row measures it: $\log 50 \approx 3.91$ nats for
+# a uniform row over the 50 keys, 0 for a row that looks at a single token. The table lists, for
+# every block and level, the entropy of the class token's row in both branches, averaged over
+# the heads.
 
 # %%
 def row_entropy(weights):
@@ -523,7 +530,9 @@ entropy = pd.DataFrame([{"block": b + 1, "level": model.config.pyramid_dims[lvl]
                          "entropy (nats)": row_entropy(w)}
                         for (b, lvl, stream), w in maps.items()])
 entropy = entropy.pivot_table(index=["block", "level"], columns="branch", values="entropy (nats)").round(3)
-print(f"uniform over 50 keys: {math.log(50):.3f} nats")
+(block, level, branch), lowest = entropy.stack().idxmin(), entropy.stack().min()
+print(f"uniform over 50 keys: {math.log(50):.3f} nats; the most selective row: block {block}, level {level}, "
+      f"branch {branch!r}, {lowest:.3f} nats")
 entropy
 
 # %% [markdown]
