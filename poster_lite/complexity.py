@@ -51,12 +51,18 @@ def complexity(model, input_size: int | None = None) -> dict:
     x = torch.zeros(1, 3, size, size, device=p.device, dtype=p.dtype)
     counter = FlopCounterMode(display=False, depth=2)
     was_training = model.training
-    model.eval()
+    # The fused attention kernel is invisible to the counter on some backends (CPU):
+    # count through the explicit softmax path, which does the same matrix products.
+    attention = list(model.attention_modules().values())
+    fused = [m.fused for m in attention]
+    model.eval().set_fused_attn(False)
     try:
         with counter, torch.no_grad():
             model(x)
     finally:
         model.train(was_training)
+        for m, f in zip(attention, fused):
+            m.fused = f
     by_module = counter.get_flop_counts()
     root = type(model).__name__
 
