@@ -17,8 +17,9 @@ import torch
 # What "trained" means at each scale. The nano figures were chosen so that one
 # training fits a lab on a 2-core CPU (docs/training.md has the measured curves).
 RECIPES = {
-    "default": dict(epochs=8, batch_size=64, n_train=None),
-    "smoke": dict(epochs=1, batch_size=16, n_train=96),
+    "default": dict(epochs=8, batch_size=64, n_train=None, sam=True),
+    # Smoke runs only prove that every cell executes: a few steps, one pass each (no SAM).
+    "smoke": dict(epochs=1, batch_size=16, n_train=48, sam=False),
 }
 
 
@@ -70,5 +71,5 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
         load_pretrained_backbones(model)
     lr = NANO_LR if name.endswith("nano") else PAPER_LR
     train(model, train_set, val_set, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-          out_dir=folder, device=device, test_set=test_set, progress=progress, lr=lr)
+          out_dir=folder, device=device, test_set=test_set, progress=progress, lr=lr, sam=recipe["sam"])
     return load_checkpoint(folder / "best", device=device)
