@@ -13,20 +13,24 @@ import importlib
 from .complexity import complexity, size_table
 from .config import PRESETS, PosterConfig, make_config
 from .models import PosterModel, build_model, load_official_weights
+# Functions that share their module's name are bound now: once a submodule is imported,
+# Python sets the package attribute of that name to the module, hiding a lazy function.
+from .fast import fast
+from .predict import predict
 
 __version__ = "0.1.0"
 
 # name -> module that defines it, imported on first access
 _LAZY = {
-    "train": "engine", "evaluate": "evaluation", "predict": "predict",
+    "train": "engine", "evaluate": "evaluation",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
-    "fast": "fast", "pretrain_backbones": "pretrain", "trained_model": "zoo",
+    "pretrain_backbones": "pretrain", "trained_model": "zoo",
     "SAM": "sam", "PosterLoss": "losses",
 }
 _SUBMODULES = ("data", "viz", "widgets", "checks", "engine", "zoo", "bench")
 
 __all__ = ["PosterConfig", "PRESETS", "make_config", "PosterModel", "build_model",
-           "load_official_weights", "complexity", "size_table", *_LAZY, *_SUBMODULES]
+           "load_official_weights", "complexity", "size_table", "fast", "predict", *_LAZY, *_SUBMODULES]
 
 
 def __getattr__(name):
