@@ -51,15 +51,9 @@ import poster_lite as pl
 from poster_lite.engine_commands import Subset
 from poster_lite.data.transforms import eval_transform
 
-torch.manual_seed(0)
-if DEVICE == "auto":
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-else:
-    device = torch.device(DEVICE)
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-RUN_DIR = ROOT / "runs" / "00_tour"               # figures and small results of this notebook
-RUN_DIR.mkdir(parents=True, exist_ok=True)
-print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+# Seed, device ("auto": a GPU if there is one) and runs/00_tour/ for this notebook's figures and results.
+device, ROOT, RUN_DIR = pl.notebook.setup("00_tour", DEVICE, seed=0)
+print(f"SMOKE={SMOKE}")
 
 # %% [markdown]
 # ## 1 · Facial expression recognition

@@ -56,16 +56,10 @@ from poster_lite.data.labels import RAF_DB_COUNTS
 from poster_lite.data.synthfer import ACTION_UNITS, AU_DESCRIPTIONS, draw_face
 from poster_lite.data.transforms import denormalize, eval_transform, train_transform
 
-torch.manual_seed(0)
-if DEVICE == "auto":
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-else:
-    device = torch.device(DEVICE)
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-RUN_DIR = ROOT / "runs" / "01_data"               # figures and small results of this notebook
-RUN_DIR.mkdir(parents=True, exist_ok=True)
+# Seed, device ("auto": a GPU if there is one) and runs/01_data/ for this notebook's figures and results.
+device, ROOT, RUN_DIR = pl.notebook.setup("01_data", DEVICE, seed=0)
 N = 4 if SMOKE else SAMPLES
-print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+print(f"SMOKE={SMOKE}")
 
 # %% [markdown]
 # ## 1 · Three real data sets, and why they are hard

@@ -62,15 +62,9 @@ from poster_lite.data.transforms import eval_transform
 from poster_lite.checkpoint import atomic_write
 from poster_lite.models.official import to_release_state_dict
 
-torch.manual_seed(0)
-if DEVICE == "auto":
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-else:
-    device = torch.device(DEVICE)
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-RUN_DIR = ROOT / "runs" / "02_backbones"          # figures and small results of this notebook
-RUN_DIR.mkdir(parents=True, exist_ok=True)
-print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+# Seed, device ("auto": a GPU if there is one) and runs/02_backbones/ for this notebook's figures and results.
+device, ROOT, RUN_DIR = pl.notebook.setup("02_backbones", DEVICE, seed=0)
+print(f"SMOKE={SMOKE}")
 
 
 def n_params(module):

@@ -54,15 +54,9 @@ from torch import nn
 import poster_lite as pl
 from poster_lite import checks
 
-torch.manual_seed(0)
-if DEVICE == "auto":
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-else:
-    device = torch.device(DEVICE)
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-RUN_DIR = ROOT / "runs" / "03_cross_fusion"      # figures and small results of this notebook
-RUN_DIR.mkdir(parents=True, exist_ok=True)
-print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+# Seed, device ("auto": a GPU if there is one) and runs/03_cross_fusion/ for this notebook's figures and results.
+device, ROOT, RUN_DIR = pl.notebook.setup("03_cross_fusion", DEVICE, seed=0)
+print(f"SMOKE={SMOKE}")
 
 # %% [markdown]
 # ## 1 · Attention from scratch

@@ -58,15 +58,9 @@ from torch import nn
 import poster_lite as pl
 from poster_lite import checks
 
-torch.manual_seed(0)
-if DEVICE == "auto":
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-else:
-    device = torch.device(DEVICE)
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-RUN_DIR = ROOT / "runs" / "05_training"          # figures and small results of this notebook
-RUN_DIR.mkdir(parents=True, exist_ok=True)
-print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+# Seed, device ("auto": a GPU if there is one) and runs/05_training/ for this notebook's figures and results.
+device, ROOT, RUN_DIR = pl.notebook.setup("05_training", DEVICE, seed=0)
+print(f"SMOKE={SMOKE}")
 
 # %% [markdown]
 # ## 1 · SAM: prefer flat valleys

@@ -59,15 +59,9 @@ from poster_lite.complexity import PAPER
 from poster_lite.engine_commands import Subset
 from poster_lite.viz.curves import PAPER_ABLATIONS, plot_ablation
 
-torch.manual_seed(0)
-if DEVICE == "auto":
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-else:
-    device = torch.device(DEVICE)
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-RUN_DIR = ROOT / "runs" / "07_ablations"          # figures and the live row of this notebook
-RUN_DIR.mkdir(parents=True, exist_ok=True)
-print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+# Seed, device ("auto": a GPU if there is one) and runs/07_ablations/ for this notebook's figures and results.
+device, ROOT, RUN_DIR = pl.notebook.setup("07_ablations", DEVICE, seed=0)
+print(f"SMOKE={SMOKE}")
 
 # %% [markdown]
 # ## 1 · What makes an ablation fair
