@@ -96,18 +96,58 @@ def sam_step_fn(model, batch, device, precision: str, channels_last: bool):
     return step
 
 
-def sample_faces(n: int, size: int):
-    """n SynthFER test faces at `size` (generated if needed), else None."""
+def sample_faces(n: int, size: int, quick: bool = False):
+    """n SynthFER test faces at `size`, else None (no data package).
+
+    The default set is used when it is on disk. Otherwise a full run generates it
+    (about 3 minutes, once), while a quick run draws a small set of its own (under a
+    second) so that `--quick` stays quick on a fresh clone.
+    """
     try:
-        from .data import load
+        from .data import DEFAULT_SET, data_dir, load
+        from .data.synthfer import is_current
         from .data.transforms import eval_transform
     except ImportError:
         return None
-    ds = load("synthfer", split="test", transform=eval_transform(size))
+    small = quick and not is_current(data_dir() / "synthfer", **DEFAULT_SET)
+    extra = dict(n_train=8, n_val=8, n_test=n, progress=False) if small else {}
+    ds = load("synthfer", split="test", transform=eval_transform(size), **extra)
     idx = range(min(n, len(ds)))
     xs = torch.stack([ds[i][0] for i in idx])
     ys = torch.tensor([ds[i][1] for i in idx])
     return xs, ys
+
+
+def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict | None:
+    """Images/s of the input pipeline alone, in this process: decode only, then decode +
+    eval transform, then decode + the training augmentation (one core's worth).
+
+    Reported beside the model figures so that one can see whether a training or an
+    evaluation loop waits for its data (if the pipeline is slower than the model, add
+    DataLoader workers; `num_workers=` in `pl.train`).
+    """
+    try:
+        from .data import DEFAULT_SET, data_dir, load
+        from .data.synthfer import is_current
+        from .data.transforms import eval_transform, train_transform
+    except ImportError:
+        return None
+    small = quick and not is_current(data_dir() / "synthfer", **DEFAULT_SET)
+    extra = dict(n_train=8, n_val=8, n_test=n, progress=False) if small else {}
+    ds = load("synthfer", split="test", **extra)
+    idx = list(range(min(n, len(ds))))
+    out = {"images": len(idx), "source_size": list(ds[0][0].size), "size": size}
+    for name, transform in (("decode", None), ("decode + eval transform", eval_transform(size)),
+                            ("decode + train augmentation", train_transform(size))):
+        start = time.perf_counter()
+        for i in idx:
+            image = ds[i][0]
+            if transform is not None:
+                transform(image)
+            else:
+                image.load()
+        out[name] = len(idx) / (time.perf_counter() - start)
+    return out
 
 
 def agreement(model, fast_model, images, batch=64) -> dict:
@@ -195,7 +235,7 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
             result["rows"].append(row)
             log(_line(row))
             # Agreement between the paths on SynthFER faces (or random inputs without data).
-            faces = sample_faces(64 if quick else 512, size)
+            faces = sample_faces(64 if quick else 512, size, quick)
             images = faces[0] if faces is not None else torch.randn(64, 3, size, size)
             agree = agreement(model, fast_model, images)
             entry = {"device": device.type, "model": name, "inputs": "synthfer" if faces is not None else "random",
@@ -211,6 +251,11 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
                 + (f", accuracy {100 * entry['faithful_accuracy']:.2f}% vs {100 * entry['fast_accuracy']:.2f}%"
                    if "fast_accuracy" in entry else ""))
             del model, fast_model
+    pipe = pipeline_speed(112, n=64 if quick else 512, quick=quick)
+    if pipe is not None:
+        result["pipeline"] = pipe
+        log(f"[data] SynthFER {pipe['source_size'][0]} px JPEGs to {pipe['size']} px, one core: "
+            + ", ".join(f"{k} {v:.0f} img/s" for k, v in pipe.items() if isinstance(v, float)))
     if out:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)

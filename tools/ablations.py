@@ -1,22 +1,22 @@
 """The supplement's ablations at nano scale on SynthFER: `make ablations`.
 
-    python tools/ablations.py                       # the whole grid, one seed
-    python tools/ablations.py --seeds 0 1           # every row twice: mean and spread
+    python tools/ablations.py                       # the whole grid, seeds 0 and 1
+    python tools/ablations.py --seeds 0 1 2         # every row three times: mean and spread
+    python tools/ablations.py --rows swap0 depth6   # some rows (merged into the shipped file)
     python tools/ablations.py --budget-minutes 30   # stop starting rows after 30 minutes
 
-Rows (all poster-nano at depth 4 unless the row changes it, so that swap depths
-0/1/2/4 mean something):
+Protocol (poster_lite/ablation.py): both pretrained nano backbones are frozen and
+their features cached once; each row trains the part it changes (image projection,
+pyramid fusion, SE gate, head) with the full recipe on all of SynthFER's training
+faces, picks its epoch on validation and is tested once on the 1,500 test faces.
+Rows (all poster-nano at depth 4 unless the row changes it):
   Table 4   image-only-nano (4 blocks) vs poster-nano (4 blocks)
   Table 2   swap_depth 0, 1, 2 (4 = every block swaps = the base row)
   Figure 1  depth 1, 2, 6 (4 = the base row)
   Table 1   pyramid_dims (128,), (128, 64), (128, 64, 32, 16) ((128, 64, 32) = the base row)
-They run in that order (most important first), so a run cut short by the budget
-still answers Tables 4 and 2. Every row: same seed, same data, same epochs, the
-best epoch chosen on validation, the test set evaluated once.
-
-Results go to notebooks/results/ablations_nano.json (rewritten atomically after
-every row) with the settings, the date, the machine and the git commit.
-Notebook 07 reads that file.
+Every row runs once per seed before any row repeats, so a run cut short by the
+budget still has every row. Results go to notebooks/results/ablations_nano.json
+(rewritten atomically after every row) with the settings, date, machine and commit.
 """
 from __future__ import annotations
 
@@ -33,38 +33,19 @@ from pathlib import Path
 
 import torch
 
-import poster_lite as pl
 from poster_lite.engine import NANO_LR
-from poster_lite.engine_commands import Subset
+from poster_lite.ablation import BASE_DEPTH, ROW_IDS, ROWS, cached_features, run_row
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "notebooks" / "results" / "ablations_nano.json"
-BASE_DEPTH = 4
 
-# (row id, preset, config overrides, {ablation: the value this row stands for}).
-# The base row (poster-nano at depth 4) belongs to every ablation at once.
-BASE = {"streams": "poster-nano (4 blocks)", "swap_depth": 4, "depth": 4, "pyramid": [128, 64, 32]}
-ROWS = [
-    ("image-only-nano", "image-only-nano", {"depth": BASE_DEPTH}, {"streams": "image-only-nano (4 blocks)"}),
-    ("poster-nano-d4", "poster-nano", {"depth": BASE_DEPTH}, BASE),
-    ("swap0", "poster-nano", {"depth": BASE_DEPTH, "swap_depth": 0}, {"swap_depth": 0}),
-    ("swap1", "poster-nano", {"depth": BASE_DEPTH, "swap_depth": 1}, {"swap_depth": 1}),
-    ("swap2", "poster-nano", {"depth": BASE_DEPTH, "swap_depth": 2}, {"swap_depth": 2}),
-    ("depth1", "poster-nano", {"depth": 1}, {"depth": 1}),
-    ("depth2", "poster-nano", {"depth": 2}, {"depth": 2, "streams": "poster-nano (2 blocks)"}),
-    ("depth6", "poster-nano", {"depth": 6}, {"depth": 6}),
-    ("pyramid1", "poster-nano", {"depth": BASE_DEPTH, "pyramid_dims": (128,)}, {"pyramid": [128]}),
-    ("pyramid2", "poster-nano", {"depth": BASE_DEPTH, "pyramid_dims": (128, 64)}, {"pyramid": [128, 64]}),
-    ("pyramid4", "poster-nano", {"depth": BASE_DEPTH, "pyramid_dims": (128, 64, 32, 16)},
-     {"pyramid": [128, 64, 32, 16]}),
-]
-
-BUDGET_NOTE = (
-    "Budget run: the whole grid had to fit in about 25 minutes of a shared (and, when it ran, heavily loaded) 2-core CPU, so every row "
-    "trains on a fixed class-balanced subset of SynthFER for a few epochs (settings below), in bf16 "
-    "where the CPU has it, from random weights (no backbone pretraining). The numbers are far from "
-    "converged and carry noise of a few points; read the trends, and only those larger than the "
-    "seed-to-seed spread.")
+PROTOCOL_NOTE = (
+    "Frozen-backbone protocol: both nano backbones were pretrained on SynthFER (identity for IR-50, "
+    "68 landmarks for MobileFaceNet) and frozen; their feature maps were computed once (training faces "
+    "in several augmented views) and each row trained only what it changes: image projection, pyramid "
+    "fusion, SE gate and head, with the full recipe (SAM, CE + LSCE, Adam, exponential schedule), on all "
+    "training faces, its epoch picked on validation and tested once. The paper fine-tunes IR-50 in every "
+    "row; freezing it is what made a multi-seed grid fit a 2-core CPU.")
 
 
 def git_commit() -> str:
@@ -97,64 +78,45 @@ def stop_like_ctrl_c(signum, frame):
     raise KeyboardInterrupt
 
 
-def open_subsets(settings: dict) -> tuple:
-    """The same three subsets for every row (Subset's order depends only on its seed)."""
-    splits = {}
-    for split, n in (("train", settings["n_train"]), ("val", settings["n_val"]), ("test", settings["n_test"])):
-        full = pl.data.load("synthfer", split=split)
-        splits[split] = Subset(full, n, seed=0) if n and n < len(full) else full
-    return splits["train"], splits["val"], splits["test"]
-
-
-def run_row(preset: str, overrides: dict, seed: int, settings: dict, data: tuple, progress: bool = True) -> dict:
-    """Train one row from scratch and test its validation-selected epoch once."""
-    train_set, val_set, test_set = data
-    torch.manual_seed(seed)
-    model = pl.build_model(preset, num_classes=len(train_set.classes), **overrides)
-    params = sum(p.numel() for p in model.parameters())
-    started = time.perf_counter()
-    history = pl.train(model, train_set, val_set, epochs=settings["epochs"], batch_size=settings["batch_size"],
-                       test_set=test_set, precision=settings["precision"], progress=progress, seed=seed,
-                       lr=settings["lr"], sam=settings["sam"])
-    wall = time.perf_counter() - started
-    test, val = history.attrs["test"], history.attrs["val"]
-    return {"seed": seed, "test_accuracy": test["accuracy"], "test_mean_class_accuracy": test["mean_class_accuracy"],
-            "val_accuracy": val["accuracy"], "best_epoch": history.attrs["best_epoch"],
-            "params": params, "transformer_params": sum(p.numel() for p in model.fusion.parameters()),
-            "wall_s": round(wall, 1), "history": history.to_dict("records")}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-train", type=int, default=224, help="training images (class-balanced subset)")
-    parser.add_argument("--n-val", type=int, default=70, help="validation images (0: all)")
-    parser.add_argument("--n-test", type=int, default=210, help="test images (0: all)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=NANO_LR)
-    parser.add_argument("--sam", action="store_true", help="use SAM (twice the cost per step)")
+    parser.add_argument("--no-sam", dest="sam", action="store_false", help="plain Adam (half the cost per step)")
+    parser.add_argument("--train-views", type=int, default=4, help="augmented views of each training face")
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--rows", nargs="+", help=f"only these rows: {', '.join(r[0] for r in ROWS)}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--rows", nargs="+", help=f"only these rows: {', '.join(ROW_IDS)}")
     parser.add_argument("--budget-minutes", type=float, default=0, help="start no new row after this (0: no limit)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    known = [r[0] for r in ROWS]
-    unknown = sorted(set(args.rows or []) - set(known))
+    unknown = sorted(set(args.rows or []) - set(ROW_IDS))
     if unknown:
-        parser.error(f"unknown row(s) {unknown}; known: {', '.join(known)}")
+        parser.error(f"unknown row(s) {unknown}; known: {', '.join(ROW_IDS)}")
     rows = [r for r in ROWS if not args.rows or r[0] in args.rows]
-    settings = {"data": "synthfer", "n_train": args.n_train, "n_val": args.n_val, "n_test": args.n_test,
-                "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "sam": args.sam,
-                "precision": args.precision, "seeds": args.seeds, "backbones": "random init (no pretraining)",
+    features = cached_features("poster-nano", train_views=args.train_views)
+    settings = {"data": "synthfer", "n_train": len(features["train"]), "n_val": len(features["val"]),
+                "n_test": len(features["test"]), "train_views": args.train_views, "epochs": args.epochs,
+                "batch_size": args.batch_size, "lr": args.lr, "sam": args.sam, "precision": args.precision,
+                "seeds": args.seeds, "backbones": "pretrained nano backbones, frozen (features cached)",
+                "trained": "image projection, pyramid fusion, SE gate, head",
                 "selection": "best validation epoch, test evaluated once", "base": f"poster-nano, depth {BASE_DEPTH}"}
-    data = open_subsets(settings)
-    settings.update(n_train=len(data[0]), n_val=len(data[1]), n_test=len(data[2]))
     payload = {"what": "POSTER ablations (supplement Tables 1, 2, 4 and Figure 1) at nano scale on SynthFER",
-               "regenerate": "make ablations", "budget_note": BUDGET_NOTE, "settings": settings,
+               "regenerate": "make ablations", "protocol_note": PROTOCOL_NOTE, "settings": settings,
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), "git_commit": git_commit(), "complete": False, "runs": [], "not_run": []}
+    # --rows adds to (or replaces rows of) an existing file with the same settings.
+    if args.rows and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        same = {k: v for k, v in previous.get("settings", {}).items() if k != "seeds"} == \
+            {k: v for k, v in settings.items() if k != "seeds"}
+        if not same:
+            parser.error(f"{args.out} was made with other settings; rerun the whole grid or pass --out")
+        redo = {(r[0], s) for r in rows for s in args.seeds}
+        payload["runs"] = [r for r in previous["runs"] if (r["row"], r["seed"]) not in redo]
+        settings["seeds"] = sorted({r["seed"] for r in payload["runs"]} | set(args.seeds))
 
     todo = [(row, seed) for seed in args.seeds for row in rows]     # every row once before any repeat
     payload["planned"] = [{"row": row[0], "seed": seed} for row, seed in todo]
@@ -169,13 +131,16 @@ def main(argv=None) -> int:
                                            "why": f"budget of {args.budget_minutes} min spent"})
                 continue
             print(f"[{minutes:5.1f} min] {row_id} seed {seed}: {preset} {overrides}", flush=True)
-            result = run_row(preset, overrides, seed, settings, data)
+            result = run_row(row_id, features, seed=seed, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, sam=args.sam, precision=args.precision, progress=False)
+            result.pop("model")
             payload["runs"].append({"row": row_id, "model": preset,
                                     "overrides": {k: list(v) if isinstance(v, tuple) else v
                                                   for k, v in overrides.items()},
                                     "ablations": stands_for, **result})
             print(f"    test acc {result['test_accuracy']:.3f}, mAcc {result['test_mean_class_accuracy']:.3f}, "
-                  f"{result['params']:,} params, {result['wall_s']:.0f} s", flush=True)
+                  f"best epoch {result['best_epoch']}, {result['trained_params']:,} trained params, "
+                  f"{result['wall_s']:.0f} s", flush=True)
             payload["total_wall_s"] = round(time.perf_counter() - started, 1)
             write_json_atomically(args.out, payload)
     except KeyboardInterrupt:

@@ -279,15 +279,10 @@ if SMOKE:
     reports = pl.pretrain_backbones(MODEL, epochs=1, limit=32, batch_size=16, out_dir=backbone_folder, device=device)
 else:
     backbone_folder = pretrain.backbone_dir(MODEL)
-    report_file = backbone_folder / "report.json"
-    cached = json.loads(report_file.read_text()) if report_file.exists() else {}
-    if {"image_backbone", "landmark_backbone"} <= set(cached) and \
-            (backbone_folder / pretrain.IMAGE_FILE).exists() and (backbone_folder / pretrain.LANDMARK_FILE).exists():
-        print(f"loading the cached backbones from {backbone_folder}")
-        reports = cached
-    else:
-        # Two epochs each keep this under a lab's patience on a CPU; exercise 5 trains longer.
-        reports = pl.pretrain_backbones(MODEL, epochs=PRETRAIN_EPOCHS, device=device)
+    # Loads data/cache/backbones/<MODEL>/ when it is complete, else pretrains now (two epochs
+    # each keep this under a lab's patience on a CPU; exercise 5 trains longer).
+    print("cached" if (backbone_folder / "report.json").exists() else "pretraining now:", backbone_folder)
+    reports = pretrain.ensure_pretrained_backbones(MODEL, epochs=PRETRAIN_EPOCHS, device=device)
 image_report, landmark_report = reports["image_backbone"], reports["landmark_backbone"]
 print(f"IR-50 identities: {image_report['identity_accuracy']:.1%} of {image_report['held_out_images']} held-out photos "
       f"of {image_report['identities']} people (chance {image_report['chance']:.1%}), {image_report['epochs']} epochs")
