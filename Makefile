@@ -37,7 +37,7 @@ book: $(STAMP)
 labs: $(STAMP)
 	$(PY) tools/make_labs.py
 
-# The nano-scale ablation grid of notebook 07 (about 25-40 minutes on 2 CPU cores);
+# The nano-scale ablation grid of notebook 07 (about 45 minutes on 2 CPU cores, one seed);
 # rewrites notebooks/results/ablations_nano.json. E.g. make ablations ABLATION_ARGS="--seeds 0 1".
 ablations: $(STAMP)
 	nice -n 10 $(PY) tools/ablations.py $(ABLATION_ARGS)

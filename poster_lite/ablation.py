@@ -197,7 +197,7 @@ class FusionOnFeatures(nn.Module):
 
 
 def run_row(row_id: str, features: dict, seed: int = 0, epochs: int = 30, batch_size: int = 64,
-            progress: bool = True, **recipe) -> dict:
+            progress: bool = True, out_dir=None, precision: str = "auto", **recipe) -> dict:
     """Train one ablation row on cached features; test its validation-selected epoch once."""
     import time
 
@@ -214,7 +214,8 @@ def run_row(row_id: str, features: dict, seed: int = 0, epochs: int = 30, batch_
     recipe = {"lr": NANO_LR, **recipe}
     started = time.perf_counter()
     history = train(net, features["train"], features["val"], epochs=epochs, batch_size=batch_size,
-                    test_set=features["test"], progress=progress, seed=seed, **recipe)
+                    test_set=features["test"], progress=progress, seed=seed, out_dir=out_dir,
+                    precision=precision, **recipe)
     wall = time.perf_counter() - started
     test, val = history.attrs["test"], history.attrs["val"]
     trained = sum(p.numel() for p in net.parameters() if p.requires_grad)

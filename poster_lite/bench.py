@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .complexity import complexity
-from .fast import autocast, fast, pick_device, resolve_precision
+from .fast import autocast, explicit_attention_for_training, fast, pick_device, resolve_precision
 from .models.poster import build_model
 
 
@@ -72,6 +72,7 @@ def sam_step_fn(model, batch, device, precision: str, channels_last: bool):
     from .sam import SAM
 
     model.train().to(device)
+    explicit_attention_for_training(model, device, precision)      # as pl.train does
     if channels_last:
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -225,7 +226,7 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
             torch.manual_seed(0)
             slow_step = sam_step_fn(build_model(name), data, device, "fp32", channels_last=False)
             torch.manual_seed(0)
-            fast_step = sam_step_fn(build_model(name), data, device, fast_precision, channels_last=True)
+            fast_step = sam_step_fn(build_model(name), data, device, fast_precision, channels_last=False)
             times = _interleaved({"faithful": slow_step, "fast": fast_step}, device, 1,
                                  max(2, repeats - 2), 1)
             row = {"device": device.type, "model": name, "mode": "train step (SAM)", "batch": bs,

@@ -32,7 +32,7 @@ from . import distributed
 from .checkpoint import atomic_write, read_checkpoint_file, save_checkpoint
 from .errors import UserError
 from .evaluation import as_tensors, autocast_for, evaluate, summary
-from .fast import PRECISIONS, cpu_has_bf16, pick_device, resolve_precision
+from .fast import PRECISIONS, cpu_has_bf16, explicit_attention_for_training, pick_device, resolve_precision
 from .losses import PosterLoss
 from .sam import SAM
 
@@ -313,6 +313,8 @@ def train(model: nn.Module, train_set, val_set, epochs: int = 10, batch_size: in
     def evaluate_on(dataset):
         return evaluate(model, dataset, batch_size=max(batch_size // world, 64), device=device, precision=precision)
 
+    switched = explicit_attention_for_training(model, device, precision)
+
     # -- epochs -----------------------------------------------------------------------------
     for epoch in range(start, epochs + 1):
         sampler.set_epoch(epoch)
@@ -363,6 +365,9 @@ def train(model: nn.Module, train_set, val_set, epochs: int = 10, batch_size: in
                 tqdm.write(_log_line(row, epochs, improved))
         # Every rank keeps the same history; the broadcast also waits for rank 0's files.
         rows = distributed.broadcast(rows)
+
+    for m in switched:
+        m.fused = True
 
     # -- the best epoch, tested once ---------------------------------------------------------
     if writer is not None:

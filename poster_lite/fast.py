@@ -158,3 +158,19 @@ def fast(model: nn.Module, device=None, precision: str = "auto", fold_bn: bool =
     if compile:
         m = torch.compile(m)
     return FastModel(m, device, precision, channels_last).eval()
+
+
+def explicit_attention_for_training(model: nn.Module, device, precision: str) -> list:
+    """Switch POSTER's attention to the explicit softmax path for bf16 training on a CPU.
+
+    PyTorch's fused CPU attention has a slow bf16 backward for POSTER's small heads:
+    poster-nano fwd+bwd 77 img/s fused vs 105 explicit, poster-l 4.5 vs 5.0, the nano
+    fusion alone 45 vs 100 (benchmarks/README.md). Same maths (tests check both paths
+    agree). Returns the switched modules; set their `fused` back to True afterwards.
+    """
+    if torch.device(device).type != "cpu" or precision != "bf16":
+        return []
+    switched = [m for m in model.modules() if getattr(m, "fused", None) is True]
+    for m in switched:
+        m.fused = False
+    return switched

@@ -283,16 +283,19 @@ DEFAULT_PRETRAIN_EPOCHS = 2
 
 def ensure_pretrained_backbones(preset: str = "poster-nano", epochs: int = DEFAULT_PRETRAIN_EPOCHS,
                                 device=None, progress: bool = True) -> dict:
-    """The reports of the cached pretrained backbones of `preset`, pretraining them first if missing."""
-    folder = backbone_dir(preset)
-    report_file = folder / "report.json"
-    try:
-        cached = json.loads(report_file.read_text()) if report_file.exists() else {}
-    except ValueError:
-        cached = {}
-    if {"image_backbone", "landmark_backbone"} <= set(cached) and (folder / IMAGE_FILE).exists() \
-            and (folder / LANDMARK_FILE).exists():
-        return cached
+    """The reports of the cached pretrained backbones of `preset`, pretraining them first if missing.
+
+    Presets with the same backbones share them (poster-nano's serve image-only-nano).
+    """
+    for folder in backbone_folders(make_config(preset)):
+        report_file = folder / "report.json"
+        try:
+            cached = json.loads(report_file.read_text()) if report_file.exists() else {}
+        except ValueError:
+            cached = {}
+        if {"image_backbone", "landmark_backbone"} <= set(cached) and (folder / IMAGE_FILE).exists() \
+                and (folder / LANDMARK_FILE).exists():
+            return cached
     return pretrain_backbones(preset, epochs=epochs, device=device, progress=progress)
 
 

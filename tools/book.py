@@ -67,6 +67,13 @@ def build(tour_dir: pathlib.Path, book_dir: pathlib.Path) -> pathlib.Path:
             f'<td>{link}<br><span class="desc">{html.escape(description)}</span><br>'
             f'<span class="small"><a href="{COLAB}{path.name}">open in Colab</a></span></td>'
             f"<td>{state}</td><td>{result}</td></tr>")
+    prep = rows.get("(prepare shared caches)")
+    if prep:      # the tour's first step: what the notebooks share (backbones, trained models, features)
+        items.insert(0, f'<tr><td class="num">-</td><td>Shared caches<br><span class="desc">pretrained backbones, '
+                        f'the trained models and the ablation features that the notebooks load</span></td>'
+                        f'<td><span class="{prep["status"]}">{prep["status"]}</span><br><span class="small">'
+                        f'{prep["minutes"]:.1f} min</span></td><td>{html.escape(prep.get("headline") or prep.get("error") or "-")}'
+                        f'</td></tr>')
     index = book_dir / "index.html"
     index.write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>poster-lite: the notebook book</title>

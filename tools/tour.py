@@ -10,6 +10,14 @@ SMOKE=0 unless --smoke) in notebooks/ as the working directory. Results go to
 runs/tour/: NN_name.ipynb (executed), NN_name.html (nbconvert) and summary.json,
 and a table is printed: notebook, status, minutes, headline.
 
+Before the notebooks, a default-mode tour of the whole suite makes what several
+notebooks share and cache (`--no-prepare` skips it): the pretrained nano backbones,
+the trained poster-nano and image-only-nano (`pl.trained_model`) and the frozen features
+of the ablation grid. On a fresh clone that is the long part (about 35 minutes on 2 CPU
+cores); it is
+timed and listed as its own row, and every notebook after it loads those caches. A
+notebook run on its own does the same work itself, with progress bars, the first time.
+
 A notebook states its headline number by printing one line that starts with
 `HEADLINE:` (e.g. `print(f"HEADLINE: test accuracy {acc:.1%}")`); the last such
 line is the one reported. A notebook that prints none shows "-".
@@ -126,6 +134,31 @@ def update_summary(path: pathlib.Path, rows: list[dict]) -> None:
     path.write_text(json.dumps({"notebooks": ordered}, indent=2), encoding="utf-8")
 
 
+def prepare(device: str = "auto") -> dict:
+    """Make the suite's shared caches (each step is skipped when its cache exists)."""
+    import poster_lite as pl
+    from poster_lite import ablation
+    from poster_lite.pretrain import ensure_pretrained_backbones
+
+    start = time.perf_counter()
+    status, error, steps = "ok", None, []
+    try:
+        reports = ensure_pretrained_backbones("poster-nano", device=device)
+        steps.append(f"backbones: identity {reports['image_backbone']['identity_accuracy']:.0%}, "
+                     f"NME {reports['landmark_backbone']['nme']:.3f}")
+        for name in ("poster-nano", "image-only-nano"):       # 00, 03, 06, 08 use the first; 06 both
+            metrics = pl.trained_model(name, device=device).meta.get("metrics", {})
+            steps.append(f"{name} test {metrics['test_accuracy']:.1%}" if "test_accuracy" in metrics
+                         else f"{name} trained")
+        ablation.cached_features("poster-nano", device=device)
+        steps.append("ablation features cached")
+    except Exception as e:  # reported in the table like a failed notebook
+        status, error = "failed", f"{type(e).__name__}: {e}"
+    return {"notebook": "(prepare shared caches)", "status": status,
+            "minutes": round((time.perf_counter() - start) / 60, 2), "headline": "; ".join(steps) or None,
+            "error": error}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("only", nargs="*", help="notebook name prefixes, e.g. 03 04")
@@ -135,6 +168,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=OUT)
     parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell")
     parser.add_argument("-v", "--verbose", action="store_true", help="stream the notebooks' output")
+    parser.add_argument("--no-prepare", dest="prepare", action="store_false",
+                        help="skip making the shared caches first (notebooks then make what they need)")
     args = parser.parse_args(argv)
 
     if args.verbose:       # papermill logs the cells' output through `logging`
@@ -145,6 +180,10 @@ def main(argv=None) -> int:
         return 2
     parameters = {"SMOKE": int(args.smoke), **dict(args.parameter)}
     rows = []
+    if args.prepare and not args.smoke and not parameters.get("SMOKE") and not args.only:
+        print("preparing the shared caches (backbones, trained poster-nano, ablation features) ...", flush=True)
+        rows.append(prepare(str(parameters.get("DEVICE", "auto"))))
+        print(f"  {rows[-1]['status']} in {rows[-1]['minutes']:.1f} min: {rows[-1]['headline']}", flush=True)
     for path in notebooks:
         print(f"running {path.name} with {parameters} ...", flush=True)
         rows.append(execute(path, args.out, parameters, args.cell_timeout, verbose=args.verbose))

@@ -19,8 +19,9 @@
 # 3. load (or train) a small POSTER with one call and read its class probabilities on a face;
 # 4. find the notebook that teaches each part, and run the suite locally or on Colab.
 #
-# Time: about one lab hour with the exercises. The first run on a fresh machine trains the
-# small model (minutes on a CPU, with a progress bar); later runs load it from the cache.
+# Time: about one lab hour with the exercises. The first run on a fresh machine pretrains the
+# small model's backbones and trains it (about 20 minutes on a 2-core CPU, with progress bars;
+# `make tour` does this once before all notebooks); later runs load it from the cache in seconds.
 
 # %% tags=["parameters"]
 # Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).
@@ -177,9 +178,11 @@ sizes
 # %% [markdown]
 # ## 3 · A trained POSTER on faces it has never seen
 #
-# `pl.trained_model(...)` returns a `poster-nano` trained on SynthFER's training split. The
-# first call on a machine trains it with a progress bar and caches it under
-# `data/cache/models/`; every later call (and every later notebook) loads it in a second.
+# `pl.trained_model(...)` returns a `poster-nano` trained on SynthFER's training split: its
+# backbones pretrained (notebook 02), then the paper's recipe for 6 epochs (notebook 05). The
+# first call on a machine does that work with progress bars (about 20 minutes on a 2-core CPU)
+# and caches the result under `data/cache/models/`; every later call (and every later
+# notebook) loads it in a second.
 # SynthFER's test split is made of **people the model never saw** in training, so its test
 # accuracy is a fair measure of how well it reads expressions, not faces.
 

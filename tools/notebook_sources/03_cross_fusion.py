@@ -19,8 +19,8 @@
 # 5. read the attention weights of a model on a face, and know which of them are maps of the face and which are not.
 #
 # Time: about one lab hour. On a laptop CPU the notebook runs in a minute or two once the suite's
-# small trained model exists; the first notebook that needs it trains it (about ten minutes,
-# once). With a GPU, `MODEL = "poster-l"` shows the paper-size model instead (training it on
+# small trained model exists; the first notebook that needs it trains it (about 20 minutes on
+# a 2-core CPU, once). With a GPU, `MODEL = "poster-l"` shows the paper-size model instead (training it on
 # SynthFER takes minutes there and hours on a CPU), or pass the authors' weights as `CHECKPOINT`.
 
 # %% tags=["parameters"]
@@ -420,8 +420,8 @@ swap_table
 # orthogonal), so we want a trained one. With a `CHECKPOINT` the next cell loads it; otherwise
 # it asks `pl.trained_model` for the suite's shared model: loaded in a second from
 # `data/cache/models/` when an earlier notebook trained it, else trained now on SynthFER (about
-# ten minutes on a laptop CPU, once; with the pretrained backbones of notebook 02 when they are
-# on disk). In `SMOKE` mode it is trained for one epoch on 96 images: enough to run every cell,
+# 13 minutes on a 2-core CPU, once, from the pretrained backbones of notebook 02, which it
+# makes first if they are missing). In `SMOKE` mode it is trained for one epoch on 48 images: enough to run every cell,
 # not to learn anything, so expect near-uniform maps then.
 
 # %%
