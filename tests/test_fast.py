@@ -81,3 +81,19 @@ def test_precision_names():
     assert resolve_precision("auto", cpu) in ("bf16", "fp32")
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("int8", cpu)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_bf16_training_on_cpu_uses_the_explicit_attention_then_restores_it(precision, one_thread):
+    """The fused CPU kernel's bf16 backward is slow for small heads: bf16 training on a
+    CPU runs the explicit path (same maths), and the model comes back with fused attention."""
+    torch.manual_seed(0)
+    model = pl.build_model("poster-nano")
+    seen = []
+    attention = next(iter(model.attention_modules().values()))
+    attention.register_forward_pre_hook(lambda module, args: seen.append(module.fused))
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 112, 112), torch.arange(8) % 7)
+    pl.train(model, data, data, epochs=1, batch_size=4, precision=precision, progress=False, sam=False)
+    training_calls = seen[:2]                     # two training batches come before the evaluations
+    assert training_calls == ([False, False] if precision == "bf16" else [True, True])
+    assert all(m.fused for m in model.modules() if hasattr(m, "fused"))
