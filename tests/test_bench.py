@@ -18,3 +18,22 @@ def test_quick_benchmark_reports_both_paths(tmp_path):
         assert row["speedup"] > 0 and 0 < row["faithful_peak_fraction"]
     agree = saved["agreement"][0]
     assert 0.0 <= agree["top1_agreement"] <= 1.0 and agree["max_logit_diff"] >= 0
+    pipe = saved["pipeline"]        # the input pipeline, measured on its own
+    assert pipe["images"] > 0 and pipe["decode"] > 0
+    assert 0 < pipe["decode + train augmentation"] and 0 < pipe["decode + eval transform"]
+
+
+def test_bench_cli_finds_the_cached_trained_model(tmp_path, monkeypatch, capsys):
+    from poster_lite import bench, speed_commands, zoo
+
+    seen = {}
+    monkeypatch.setattr(bench, "run", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(zoo, "model_dir", lambda name: tmp_path / name)
+    speed_commands.main(["--quick"])
+    assert seen["checkpoint"] is None and "no trained poster-nano cached" in capsys.readouterr().out
+    (tmp_path / "poster-nano").mkdir()
+    (tmp_path / "poster-nano" / "best").write_bytes(b"x")
+    speed_commands.main(["--quick"])
+    assert seen["checkpoint"] == str(tmp_path / "poster-nano" / "best")
+    speed_commands.main(["--quick", "--checkpoint", "none"])
+    assert seen["checkpoint"] is None
