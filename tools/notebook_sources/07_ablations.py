@@ -209,6 +209,18 @@ def difference_verdict(name: str, a: float, b: float) -> str:
     return f"{name}: {gap:+.1f} points ({word}; bar {bar * 100:.1f})"
 
 
+def plot_rows(ablation: str, name: str, rows=None, decorate=None, **kw):
+    """Our rows of one ablation beside the paper's, saved and shown (or why there is no plot)."""
+    rows = ours_for(ablation) if rows is None else rows
+    if rows.empty:
+        print(f"no rows of the {ablation} ablation in {results_path.name} yet: `make ablations` trains them")
+        return None
+    fig = plot_ablation(rows, ablation, **kw)
+    if decorate is not None:
+        decorate(fig)
+    return save_and_show(fig, name)
+
+
 def save_and_show(fig, name: str):
     """Mark chance and the noise bar on our panel, save under RUN_DIR, show the saved PNG.
 
@@ -246,14 +258,18 @@ streams
 # %%
 ours_streams = ours_for("streams")
 plot_streams = ours_streams.assign(x=ours_streams["x"].map(
-    lambda s: 0 if "image-only" in s else (1 if "4 blocks" in s else 0.5)))
-fig = plot_ablation(plot_streams, "streams", dataset=f"nano on SynthFER ({settings['n_test']} test faces)",
-                    title="Table 4: does the landmark stream help?")
-fig.axes[1].set_xticks(sorted(plot_streams["x"].unique()),
-                       [{0: "image only\n(4 blocks)", 0.5: "cross-fusion\n(2 blocks)", 1: "cross-fusion\n(4 blocks)"}[x]
-                        for x in sorted(plot_streams["x"].unique())], fontsize=8)
-fig.axes[1].set_xlabel("model")
-save_and_show(fig, "table4_streams.png")
+    lambda s: 0 if "image-only" in s else (1 if "4 blocks" in s else 0.5))) if len(ours_streams) else ours_streams
+
+
+def label_models(fig):
+    ticks = sorted(plot_streams["x"].unique())
+    names = {0: "image only\n(4 blocks)", 0.5: "cross-fusion\n(2 blocks)", 1: "cross-fusion\n(4 blocks)"}
+    fig.axes[1].set_xticks(ticks, [names[x] for x in ticks], fontsize=8)
+    fig.axes[1].set_xlabel("model")
+
+
+plot_rows("streams", "table4_streams.png", rows=plot_streams, decorate=label_models,
+          dataset=f"nano on SynthFER ({settings['n_test']} test faces)", title="Table 4: does the landmark stream help?")
 
 # %%
 def accuracy_of(ablation: str, value) -> float:
@@ -283,9 +299,8 @@ swaps = side_by_side("swap_depth", ours_key=int, paper_key=int, paper_x=paper["x
 swaps
 
 # %%
-fig = plot_ablation(ours_for("swap_depth"), "swap_depth", dataset="nano, 4 blocks, SynthFER",
-                    title="Table 2: blocks that swap queries")
-save_and_show(fig, "table2_swap_depth.png")
+plot_rows("swap_depth", "table2_swap_depth.png", dataset="nano, 4 blocks, SynthFER",
+          title="Table 2: blocks that swap queries")
 
 # %%
 print(difference_verdict("every block swaps (4) minus none (0)",
@@ -305,8 +320,7 @@ depths = side_by_side("depth", ours_key=int, paper_key=int, paper_x=paper["x"], 
 depths
 
 # %%
-fig = plot_ablation(ours_for("depth"), "depth", dataset="nano on SynthFER", title="Figure 1: depth")
-save_and_show(fig, "figure1_depth.png")
+plot_rows("depth", "figure1_depth.png", dataset="nano on SynthFER", title="Figure 1: depth")
 
 # %% [markdown]
 # ### Table 1 · Pyramid levels
@@ -324,8 +338,7 @@ pyramid.index.name = "levels"
 pyramid
 
 # %%
-fig = plot_ablation(ours_for("pyramid"), "pyramid", dataset="nano, 4 blocks, SynthFER", title="Table 1: pyramid levels")
-save_and_show(fig, "table1_pyramid.png")
+plot_rows("pyramid", "table1_pyramid.png", dataset="nano, 4 blocks, SynthFER", title="Table 1: pyramid levels")
 
 # %% [markdown]
 # ## 4 · One row, live
