@@ -220,21 +220,28 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
                 _finish_row(row, flops, peaks, fast_precision)
                 result["rows"].append(row)
                 log(_line(row))
-            # One training step with SAM: both passes fwd+bwd (~3x forward each).
-            bs = batches.get(name, [4])[0]
+            # One training step with SAM: both passes fwd+bwd (~3x forward each), at the larger
+            # batch (training batches are large; the quick mode takes the small one). "fast" is
+            # what pl.train(precision="auto") does; channels-last is measured as a candidate.
+            bs = batches.get(name, [4])[0 if quick else -1]
             data = (torch.randn(bs, 3, size, size), torch.randint(0, model.config.num_classes, (bs,)))
-            torch.manual_seed(0)
-            slow_step = sam_step_fn(build_model(name), data, device, "fp32", channels_last=False)
-            torch.manual_seed(0)
-            fast_step = sam_step_fn(build_model(name), data, device, fast_precision, channels_last=False)
-            times = _interleaved({"faithful": slow_step, "fast": fast_step}, device, 1,
-                                 max(2, repeats - 2), 1)
+            steps = {}
+            for label, precision, channels_last in (("faithful", "fp32", False), ("fast", fast_precision, False),
+                                                    ("fast + channels-last", fast_precision, True)):
+                if quick and channels_last:
+                    continue
+                torch.manual_seed(0)
+                steps[label] = sam_step_fn(build_model(name), data, device, precision, channels_last=channels_last)
+            times = _interleaved(steps, device, 1, max(2, repeats - 2), 1)
             row = {"device": device.type, "model": name, "mode": "train step (SAM)", "batch": bs,
                    "fast_precision": fast_precision, "gflops_per_image": 6 * flops / 1e9,
                    "faithful": _summary(times["faithful"], bs), "fast": _summary(times["fast"], bs)}
+            if "fast + channels-last" in times:
+                row["fast_channels_last"] = _summary(times["fast + channels-last"], bs)
             _finish_row(row, 6 * flops, peaks, fast_precision)
             result["rows"].append(row)
-            log(_line(row))
+            log(_line(row) + (f" | channels-last {row['fast_channels_last']['images_per_s']:.1f} img/s"
+                              if "fast_channels_last" in row else ""))
             # Agreement between the paths on SynthFER faces (or random inputs without data).
             faces = sample_faces(64 if quick else 512, size, quick)
             images = faces[0] if faces is not None else torch.randn(64, 3, size, size)
