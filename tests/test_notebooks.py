@@ -177,3 +177,29 @@ def test_book_links_pages_and_describes_every_notebook(tmp_path):
     for path in NOTEBOOKS:
         title, description = book.describe(path)
         assert html.escape(title) in index and description and html.escape(description) in index
+
+
+def test_tour_prepare_row_reaches_the_book(tmp_path, monkeypatch):
+    import poster_lite as pl
+    from poster_lite import ablation, pretrain
+
+    calls = []
+    report = {"image_backbone": {"identity_accuracy": 0.7}, "landmark_backbone": {"nme": 0.04}}
+    monkeypatch.setattr(pretrain, "ensure_pretrained_backbones", lambda name, device=None: calls.append(name) or report)
+
+    class Trained:
+        meta = {"metrics": {"test_accuracy": 0.6}}
+
+    monkeypatch.setattr(pl, "trained_model", lambda name, device=None: calls.append(name) or Trained())
+    monkeypatch.setattr(ablation, "cached_features", lambda name, device=None: calls.append("features"))
+    row = tour.prepare("cpu")
+    assert calls == ["poster-nano", "poster-nano", "image-only-nano", "features"]
+    assert row["status"] == "ok" and "poster-nano test 60.0%" in row["headline"] and "NME 0.040" in row["headline"]
+    monkeypatch.setattr(ablation, "cached_features", lambda name, device=None: 1 / 0)
+    failed = tour.prepare("cpu")
+    assert failed["status"] == "failed" and "ZeroDivisionError" in failed["error"]
+    tour_dir = tmp_path / "tour"
+    tour_dir.mkdir()
+    tour.update_summary(tour_dir / "summary.json", [row])
+    index = book.build(tour_dir, tmp_path / "book").read_text()
+    assert "Shared caches" in index and "poster-nano test 60.0%" in index

@@ -421,7 +421,7 @@ verdicts
 # **How to read it.** The paper's gaps are all below one point (Table 4's largest is 1.54 points
 # for 8 blocks). On RAF-DB's 3,068 test images one standard error is about 0.5 points, so even
 # the paper's own ablations sit close to their noise, and they are single runs. Our bar, printed
-# above, is about 3.5 points for 1,500 test faces at this accuracy: **a sub-point effect cannot
+# above, is about 3.6 points for 1,500 test faces at 40-45 % accuracy: **a sub-point effect cannot
 # show up here at all**, in either direction. A "no" in the *same direction* column with a "no"
 # in the *beyond noise* column is not a contradiction of the paper; it is no evidence either way.
 #
