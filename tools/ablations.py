@@ -111,6 +111,7 @@ def main(argv=None) -> int:
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), "git_commit": git_commit(), "complete": False, "runs": [], "not_run": []}
     # --rows adds to (or replaces rows of) an existing file with the same settings.
+    earlier_s = 0.0
     if args.rows and args.out.exists():
         previous = json.loads(args.out.read_text())
         same = {k: v for k, v in previous.get("settings", {}).items() if k != "seeds"} == \
@@ -120,6 +121,9 @@ def main(argv=None) -> int:
         redo = {(r[0], s) for r in rows for s in args.seeds}
         payload["runs"] = [r for r in previous["runs"] if (r["row"], r["seed"]) not in redo]
         settings["seeds"] = sorted({r["seed"] for r in payload["runs"]} | set(args.seeds))
+        # the file's first date and the training time of the rows it keeps stay; this run adds to them
+        payload.update(date=previous.get("date", payload["date"]), updated=payload["date"])
+        earlier_s = sum(r["wall_s"] for r in payload["runs"])
 
     todo = [(row, seed) for seed in args.seeds for row in rows]     # every row once before any repeat
     payload["planned"] = [{"row": row[0], "seed": seed} for row, seed in todo]
@@ -144,14 +148,14 @@ def main(argv=None) -> int:
             print(f"    test acc {result['test_accuracy']:.3f}, mAcc {result['test_mean_class_accuracy']:.3f}, "
                   f"best epoch {result['best_epoch']}, {result['trained_params']:,} trained params, "
                   f"{result['wall_s']:.0f} s", flush=True)
-            payload["total_wall_s"] = round(time.perf_counter() - started, 1)
+            payload["total_wall_s"] = round(earlier_s + time.perf_counter() - started, 1)
             write_json_atomically(args.out, payload)
     except KeyboardInterrupt:
         done = {(r["row"], r["seed"]) for r in payload["runs"]} | {(r["row"], r["seed"]) for r in payload["not_run"]}
         payload["not_run"] += [{"row": row[0], "seed": seed, "why": "run stopped before this row finished"}
                                for row, seed in todo if (row[0], seed) not in done]
     payload["complete"] = not payload["not_run"]
-    payload["total_wall_s"] = round(time.perf_counter() - started, 1)
+    payload["total_wall_s"] = round(earlier_s + time.perf_counter() - started, 1)
     write_json_atomically(args.out, payload)
     print(f"wrote {args.out} ({len(payload['runs'])} runs, {payload['total_wall_s'] / 60:.1f} min)")
     return 0
