@@ -140,6 +140,7 @@ def prepare(device: str = "auto") -> dict:
     from poster_lite import ablation
     from poster_lite.pretrain import ensure_pretrained_backbones
 
+    device = None if device == "auto" else device          # the package's own choice: a GPU if there is one
     start = time.perf_counter()
     status, error, steps = "ok", None, []
     try:
@@ -170,6 +171,7 @@ def main(argv=None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="stream the notebooks' output")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false",
                         help="skip making the shared caches first (notebooks then make what they need)")
+    parser.add_argument("--prepare-only", action="store_true", help="only make the shared caches (and their row)")
     args = parser.parse_args(argv)
 
     if args.verbose:       # papermill logs the cells' output through `logging`
@@ -180,7 +182,9 @@ def main(argv=None) -> int:
         return 2
     parameters = {"SMOKE": int(args.smoke), **dict(args.parameter)}
     rows = []
-    if args.prepare and not args.smoke and not parameters.get("SMOKE") and not args.only:
+    if args.prepare_only:
+        notebooks = []
+    if args.prepare_only or (args.prepare and not args.smoke and not parameters.get("SMOKE") and not args.only):
         print("preparing the shared caches (backbones, trained poster-nano, ablation features) ...", flush=True)
         rows.append(prepare(str(parameters.get("DEVICE", "auto"))))
         print(f"  {rows[-1]['status']} in {rows[-1]['minutes']:.1f} min: {rows[-1]['headline']}", flush=True)
