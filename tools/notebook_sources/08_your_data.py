@@ -64,17 +64,12 @@ from poster_lite.models.official import CheckpointMismatch, load_official_weight
 from poster_lite.viz.predictions import plot_predictions
 from poster_lite.zoo import model_dir
 
-torch.manual_seed(0)
-if DEVICE == "auto":
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-else:
-    device = torch.device(DEVICE)
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-RUN_DIR = ROOT / "runs" / "08_your_data"          # the fake data set, checkpoints, photos and CSV of this notebook
-RUN_DIR.mkdir(parents=True, exist_ok=True)
+# Seed, device ("auto": a GPU if there is one) and runs/08_your_data/ for the fake data set,
+# checkpoints, photos and CSV of this notebook.
+device, ROOT, RUN_DIR = pl.notebook.setup("08_your_data", DEVICE, seed=0)
 if SMOKE:
     FAKE_PER_CLASS, EXPORT_IMAGES = 2, 14
-print(f"poster-lite {pl.__version__}, torch {torch.__version__}, device {device}, SMOKE={SMOKE}")
+print(f"SMOKE={SMOKE}")
 
 # %% [markdown]
 # ## 1 · Real data sets and their layouts
