@@ -116,6 +116,11 @@ def test_runs_top_to_bottom_in_smoke_mode(path, tmp_path):
     assert (tmp_path / f"{path.stem}.html").stat().st_size > 10_000
     # Notebooks write only under runs/, data/ and data/cache/, never beside themselves.
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{path.name} was rewritten by its run"
+    # A cell that ends with one of poster_lite.viz's figures must show a picture, not "<Figure ...>".
+    executed = nbformat.read(tmp_path / path.name, as_version=4)
+    as_text = [o["data"]["text/plain"] for c in executed.cells for o in c.get("outputs", [])
+               if "text/plain" in o.get("data", {}) and "image/png" not in o["data"]]
+    assert not [t for t in as_text if t.startswith("<Figure size")], f"{path.name} printed a figure as text"
     stray_top = _top_level_entries() - top - {"runs", "data"}
     stray_here = _notebook_folder_entries() - folder
     assert not stray_top and not stray_here, f"{path.name} wrote outside runs/ and data/: {sorted(stray_top | stray_here)}"
