@@ -429,7 +429,7 @@ verdicts
 # Table 4 rows again at seed 1, 42 minutes of training in all):
 #
 # - **Table 4, the landmark stream: a finding, in the paper's direction.** Cross-fusion with
-#   landmarks beats the image-only transformer by about 7.5 points (44.9 % at both seeds against
+#   landmarks beats the image-only transformer by about 7.4 points (44.9 % at both seeds against
 #   36.4 and 38.5 %), twice the noise bar and more than three times the seed-to-seed spread. The
 #   paper's gap at 4 blocks is 0.85 points; ours is far larger because SynthFER's expressions live
 #   in landmark geometry by construction and our frozen nano IR-50 was trained to tell people
