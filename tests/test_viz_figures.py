@@ -131,7 +131,10 @@ def test_ablation_puts_the_paper_beside_ours():
     ours = pd.DataFrame(dict(swap_depth=[0, 0, 1, 2], accuracy=[0.70, 0.72, 0.74, 0.75]))
     fig = viz.plot_ablation(ours, "swap_depth", dataset="SynthFER")
     paper, mine = fig.axes
-    assert "Table 2" in paper.get_title() and "mean of 2 runs" in mine.get_title()
+    assert "Table 2" in paper.get_title() and "mean of 1 to 2 runs per point" in mine.get_title()
+    two_each = viz.plot_ablation(pd.DataFrame(dict(swap_depth=[0, 0, 1, 1], accuracy=[0.7, 0.72, 0.74, 0.75])),
+                                 "swap_depth")
+    assert "(mean of 2 runs)" in two_each.axes[1].get_title()
     assert list(paper.lines[0].get_ydata()) == [91.27, 91.68, 91.89, 91.91, 92.05]
     assert list(mine.lines[0].get_ydata()) == pytest.approx([71.0, 74.0, 75.0])
     pyramid = viz.plot_ablation({(128,): 0.7, (128, 64): 0.71, (128, 64, 32): 0.73}, "pyramid")

@@ -187,8 +187,9 @@ def plot_ablation(ours, setting: str, dataset: str = "ours", title: str = "", sa
             mine.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(5, 5), ha="left", fontsize=7)
         if table["mean_class_accuracy"].notna().any():
             mine.plot(table["x"], table["mean_class_accuracy"], "s--", color="#fd8d3c", label="mean class acc.")
-        repeats = int(table["runs"].max())
-        mine.set_title(f"ours: {dataset}" + (f" (mean of {repeats} runs)" if repeats > 1 else ""), fontsize=9)
+        low, high = int(table["runs"].min()), int(table["runs"].max())
+        runs = "" if high == 1 else (f" (mean of {high} runs)" if low == high else f" (mean of {low} to {high} runs per point)")
+        mine.set_title(f"ours: {dataset}" + runs, fontsize=9)
         mine.set_xticks(table["x"], table["label"], fontsize=8)
     for a in axes[0]:
         a.set_xlabel(paper["xlabel"])
