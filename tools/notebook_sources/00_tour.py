@@ -20,7 +20,7 @@
 # 4. find the notebook that teaches each part, and run the suite locally or on Colab.
 #
 # Time: about one lab hour with the exercises. The first run on a fresh machine pretrains the
-# small model's backbones and trains it (about 20 minutes on a 2-core CPU, with progress bars;
+# small model's backbones and trains it (about 15 minutes on a 2-core CPU, with progress bars;
 # `make tour` does this once before all notebooks); later runs load it from the cache in seconds.
 
 # %% tags=["parameters"]
@@ -180,7 +180,7 @@ sizes
 #
 # `pl.trained_model(...)` returns a `poster-nano` trained on SynthFER's training split: its
 # backbones pretrained (notebook 02), then the paper's recipe for 6 epochs (notebook 05). The
-# first call on a machine does that work with progress bars (about 20 minutes on a 2-core CPU)
+# first call on a machine does that work with progress bars (about 15 minutes on a 2-core CPU)
 # and caches the result under `data/cache/models/`; every later call (and every later
 # notebook) loads it in a second.
 # SynthFER's test split is made of **people the model never saw** in training, so its test

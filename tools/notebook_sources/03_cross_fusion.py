@@ -19,7 +19,7 @@
 # 5. read the attention weights of a model on a face, and know which of them are maps of the face and which are not.
 #
 # Time: about one lab hour. On a laptop CPU the notebook runs in a minute or two once the suite's
-# small trained model exists; the first notebook that needs it trains it (about 20 minutes on
+# small trained model exists; the first notebook that needs it trains it (about 15 minutes on
 # a 2-core CPU, once). With a GPU, `MODEL = "poster-l"` shows the paper-size model instead (training it on
 # SynthFER takes minutes there and hours on a CPU), or pass the authors' weights as `CHECKPOINT`.
 
