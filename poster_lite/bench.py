@@ -97,26 +97,29 @@ def sam_step_fn(model, batch, device, precision: str, channels_last: bool):
     return step
 
 
-def sample_faces(n: int, size: int, quick: bool = False):
-    """n SynthFER test faces at `size`, else None (no data package).
-
-    The default set is used when it is on disk. Otherwise a full run generates it
-    (about 3 minutes, once), while a quick run draws a small set of its own (under a
-    second) so that `--quick` stays quick on a fresh clone.
-    """
+def _test_faces(n: int, quick: bool, transform=None):
+    """SynthFER's test split: the default set when it is on disk; otherwise a full run
+    generates it (about 3 minutes, once), while a quick run draws a small set of its own
+    (under a second) so that `--quick` stays quick on a fresh clone. None without data."""
     try:
         from .data import DEFAULT_SET, data_dir, load
         from .data.synthfer import is_current
-        from .data.transforms import eval_transform
     except ImportError:
         return None
     small = quick and not is_current(data_dir() / "synthfer", **DEFAULT_SET)
     extra = dict(n_train=8, n_val=8, n_test=n, progress=False) if small else {}
-    ds = load("synthfer", split="test", transform=eval_transform(size), **extra)
+    return load("synthfer", split="test", transform=transform, **extra)
+
+
+def sample_faces(n: int, size: int, quick: bool = False):
+    """n SynthFER test faces at `size` as (images, labels), else None."""
+    from .data.transforms import eval_transform
+
+    ds = _test_faces(n, quick, eval_transform(size))
+    if ds is None:
+        return None
     idx = range(min(n, len(ds)))
-    xs = torch.stack([ds[i][0] for i in idx])
-    ys = torch.tensor([ds[i][1] for i in idx])
-    return xs, ys
+    return torch.stack([ds[i][0] for i in idx]), torch.tensor([ds[i][1] for i in idx])
 
 
 def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict | None:
@@ -127,15 +130,11 @@ def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict | None:
     evaluation loop waits for its data (if the pipeline is slower than the model, add
     DataLoader workers; `num_workers=` in `pl.train`).
     """
-    try:
-        from .data import DEFAULT_SET, data_dir, load
-        from .data.synthfer import is_current
-        from .data.transforms import eval_transform, train_transform
-    except ImportError:
+    from .data.transforms import eval_transform, train_transform
+
+    ds = _test_faces(n, quick)
+    if ds is None:
         return None
-    small = quick and not is_current(data_dir() / "synthfer", **DEFAULT_SET)
-    extra = dict(n_train=8, n_val=8, n_test=n, progress=False) if small else {}
-    ds = load("synthfer", split="test", **extra)
     idx = list(range(min(n, len(ds))))
     out = {"images": len(idx), "source_size": list(ds[0][0].size), "size": size}
     for name, transform in (("decode", None), ("decode + eval transform", eval_transform(size)),
