@@ -13,8 +13,8 @@ and a table is printed: notebook, status, minutes, headline.
 Before the notebooks, a default-mode tour of the whole suite makes what several
 notebooks share and cache (`--no-prepare` skips it): the pretrained nano backbones,
 the trained poster-nano and image-only-nano (`pl.trained_model`) and the frozen features
-of the ablation grid. On a fresh clone that is the long part (about 27 minutes on 2 CPU
-cores); it is
+of the ablation grid. On a fresh clone that is the long part (22 minutes on 2 CPU cores,
+of a 28-minute tour); it is
 timed and listed as its own row, and every notebook after it loads those caches. A
 notebook run on its own does the same work itself, with progress bars, the first time.
 
