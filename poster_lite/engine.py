@@ -32,7 +32,7 @@ from . import distributed
 from .checkpoint import atomic_write, read_checkpoint_file, save_checkpoint
 from .errors import UserError
 from .evaluation import as_tensors, autocast_for, evaluate, summary
-from .fast import PRECISIONS, cpu_has_bf16, explicit_attention_for_training, pick_device, resolve_precision
+from .fast import cpu_has_bf16, explicit_attention_for_training, pick_device, resolve_precision  # noqa: F401 (cpu_has_bf16: re-exported)
 from .losses import PosterLoss
 from .sam import SAM
 

@@ -23,7 +23,6 @@ in instead, and `load_official_weights` reads both.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 

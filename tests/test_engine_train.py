@@ -3,7 +3,6 @@ determinism, and resume after a real kill."""
 import os
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np

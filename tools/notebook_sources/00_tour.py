@@ -40,7 +40,6 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/poster-lite/poster-lite"], check=True)
 
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -42,7 +42,6 @@ if "google.colab" in sys.modules:
                     "git+https://github.com/poster-lite/poster-lite"], check=True)
 
 import math
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -39,13 +39,11 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/poster-lite/poster-lite"], check=True)
 
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
 

@@ -43,10 +43,8 @@ if "google.colab" in sys.modules:
                     "git+https://github.com/poster-lite/poster-lite"], check=True)
 
 import json
-import math
 import shutil
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -417,7 +415,7 @@ plt.show()
 
 # %%
 from poster_lite.checkpoint import load_checkpoint, read_checkpoint_file
-from poster_lite.viz import load_history, plot_history, plot_per_class_accuracy
+from poster_lite.viz import load_history, plot_history
 from poster_lite.zoo import model_dir
 
 FULL = device.type == "cuda" and DATA != "synthfer"
