@@ -27,7 +27,7 @@ _LAZY = {
     "pretrain_backbones": "pretrain", "trained_model": "zoo",
     "SAM": "sam", "PosterLoss": "losses",
 }
-_SUBMODULES = ("data", "viz", "widgets", "checks", "engine", "zoo", "bench", "notebook")
+_SUBMODULES = ("data", "viz", "widgets", "lab_checks", "engine", "zoo", "bench", "notebook")
 
 __all__ = ["PosterConfig", "PRESETS", "make_config", "PosterModel", "build_model",
            "load_official_weights", "complexity", "size_table", "fast", "predict", *_LAZY, *_SUBMODULES]

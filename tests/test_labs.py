@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from poster_lite import checks
+from poster_lite import lab_checks
 from poster_lite.models.fusion import CrossFusionBlock
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -94,11 +94,11 @@ def mean_class_accuracy(y_true, y_pred):
 
 # ------------------------------------------------------------------ the usual mistakes
 def attention_without_scaling(q, k, v, num_heads):
-    return checks.reference_attention(q * math.sqrt(q.shape[-1] // num_heads), k, v, num_heads)
+    return lab_checks.reference_attention(q * math.sqrt(q.shape[-1] // num_heads), k, v, num_heads)
 
 
 def attention_single_head(q, k, v, num_heads):
-    return checks.reference_attention(q, k, v, 1)
+    return lab_checks.reference_attention(q, k, v, 1)
 
 
 def block_without_swap(x, block):
@@ -179,17 +179,17 @@ def macc_in_percent(y_true, y_pred):
 
 
 CHECKS = {
-    "attention": (checks.check_attention, (attention,),
+    "attention": (lab_checks.check_attention, (attention,),
                   [(not_done,), (attention_without_scaling,), (attention_single_head,)]),
-    "cross-fusion block": (checks.check_cross_fusion_block, (block_forward,),
+    "cross-fusion block": (lab_checks.check_cross_fusion_block, (block_forward,),
                            [(not_done,), (block_without_swap,), (block_ignoring_token_mixer,)]),
-    "pyramid": (checks.check_pyramid_updown, (pyramid_down, pyramid_up),
+    "pyramid": (lab_checks.check_pyramid_updown, (pyramid_down, pyramid_up),
                 [(not_done, pyramid_up), (pyramid_down, not_done), (pyramid_down_by_averaging, pyramid_up),
                  (pyramid_down, lambda x, w, b: x.repeat_interleave(w.shape[-1], dim=-1))]),
-    "SAM": (checks.check_sam_step, (sam_step,),
+    "SAM": (lab_checks.check_sam_step, (sam_step,),
             [(not_done,), (sgd_step,), (sam_without_restoring,), (sam_with_accumulated_gradients,),
              (sam_with_per_tensor_norm,)]),
-    "mAcc": (checks.check_macc, (mean_class_accuracy,), [(not_done,), (plain_accuracy,), (macc_in_percent,)]),
+    "mAcc": (lab_checks.check_macc, (mean_class_accuracy,), [(not_done,), (plain_accuracy,), (macc_in_percent,)]),
 }
 
 
@@ -210,7 +210,7 @@ def test_check_rejects_stubs_and_common_mistakes(name, capsys):
 
 
 def test_cross_fusion_check_takes_a_class_with_the_package_names():
-    assert checks.check_cross_fusion_block(CrossFusionBlock, verbose=False) is True
+    assert lab_checks.check_cross_fusion_block(CrossFusionBlock, verbose=False) is True
 
     class WrongNames(nn.Module):
         def __init__(self, dim, num_heads, mlp_ratio, num_tokens, swap=True, mix_tokens=True):
@@ -220,13 +220,13 @@ def test_cross_fusion_check_takes_a_class_with_the_package_names():
         def forward(self, x):
             return self.layer(x)
 
-    assert checks.check_cross_fusion_block(WrongNames, verbose=False) is False
+    assert lab_checks.check_cross_fusion_block(WrongNames, verbose=False) is False
 
 
 def test_check_reports_a_crash_without_raising(capsys):
     def broken(q, k, v, num_heads):
         return q @ k          # wrong shapes: matmul fails inside
-    assert checks.check_attention(broken) is False
+    assert lab_checks.check_attention(broken) is False
     assert "raised RuntimeError" in capsys.readouterr().out
 
 

@@ -9,7 +9,7 @@ notebook stopping. Outputs are cleared.
 The convention the notebooks follow (tests/test_labs.py holds them to it): each
 `solution` cell defines functions or classes (plus imports), and the next code cell,
 tagged `check`, ends with a self-check's verdict, e.g.
-`checks.check_attention(attention)`, which is True for the instructor's code and
+`lab_checks.check_attention(attention)`, which is True for the instructor's code and
 False for the stub.
 
     python tools/make_labs.py                  # every notebooks/*.ipynb -> labs/

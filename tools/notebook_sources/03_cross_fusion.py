@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import poster_lite as pl
-from poster_lite import checks
+from poster_lite import lab_checks
 
 # Seed, device ("auto": a GPU if there is one) and runs/03_cross_fusion/ for this notebook's figures and results.
 device, ROOT, RUN_DIR = pl.notebook.setup("03_cross_fusion", DEVICE, seed=0)
@@ -140,7 +140,7 @@ def attention(q, k, v, num_heads):
     return out.transpose(1, 2).reshape(B, Nq, d)                               # heads side by side again
 
 # %% tags=["check"]
-checks.check_attention(attention)
+lab_checks.check_attention(attention)
 
 # %% [markdown]
 # ## 2 · Self-attention and cross-attention
@@ -303,7 +303,7 @@ class CrossFusionFromScratch(nn.Module):
         return self.token_mixer(x) if self.token_mixer is not None else x
 
 # %% tags=["check"]
-checks.check_cross_fusion_block(CrossFusionFromScratch)
+lab_checks.check_cross_fusion_block(CrossFusionFromScratch)
 
 # %% [markdown]
 # The check used a small block. Here is the real size, the largest pyramid level of POSTER:

@@ -48,7 +48,7 @@ from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
 import poster_lite as pl
-from poster_lite import checks
+from poster_lite import lab_checks
 
 # Seed, device ("auto": a GPU if there is one) and runs/04_pyramid/ for this notebook's figures and results.
 device, ROOT, RUN_DIR = pl.notebook.setup("04_pyramid", DEVICE, seed=0)
@@ -127,7 +127,7 @@ def pyramid_up(x, weight, bias):
     return spread.reshape(B, weight.shape[1], d * r) + bias[:, None]
 
 # %% tags=["check"]
-checks.check_pyramid_updown(pyramid_down, pyramid_up)
+lab_checks.check_pyramid_updown(pyramid_down, pyramid_up)
 
 # %% [markdown]
 # A round trip down and up is **not** the identity: both maps are learned, and the up step of

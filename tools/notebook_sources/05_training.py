@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import poster_lite as pl
-from poster_lite import checks
+from poster_lite import lab_checks
 
 # Seed, device ("auto": a GPU if there is one) and runs/05_training/ for this notebook's figures and results.
 device, ROOT, RUN_DIR = pl.notebook.setup("05_training", DEVICE, seed=0)
@@ -231,7 +231,7 @@ def sam_step(model, loss_fn, inputs, targets, optimizer, rho):
     return loss.item()
 
 # %% tags=["check"]
-checks.check_sam_step(sam_step)
+lab_checks.check_sam_step(sam_step)
 
 # %% [markdown]
 # ## 2 · The loss: cross-entropy plus two label-smoothed cross-entropies

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 import poster_lite as pl
-from poster_lite import checks, viz
+from poster_lite import lab_checks, viz
 
 # Seed, device ("auto": a GPU if there is one) and runs/06_evaluation/ for this notebook's figures and results.
 device, ROOT, RUN_DIR = pl.notebook.setup("06_evaluation", DEVICE, seed=0)
@@ -145,7 +145,7 @@ def mean_class_accuracy(y_true, y_pred):
     return float(np.mean(per_class))
 
 # %% tags=["check"]
-checks.check_macc(mean_class_accuracy)
+lab_checks.check_macc(mean_class_accuracy)
 
 # %% [markdown]
 # **Is the difference real?** A test set is a sample: another 1,500 faces would give slightly

@@ -54,7 +54,7 @@ import torch
 from IPython.display import Image as PNG
 
 import poster_lite as pl
-from poster_lite import checks
+from poster_lite import lab_checks
 from poster_lite.complexity import PAPER
 from poster_lite.viz.curves import PAPER_ABLATIONS, plot_ablation
 
@@ -512,4 +512,4 @@ def mean_class_accuracy(y_true, y_pred) -> float:
     return float(np.mean(per_class))
 
 # %% tags=["check"]
-checks.check_macc(mean_class_accuracy)
+lab_checks.check_macc(mean_class_accuracy)

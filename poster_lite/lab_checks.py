@@ -7,8 +7,8 @@ student's code: a NotImplementedError means "not done yet", any other error is
 reported with its message, so a lab notebook keeps running past an unfinished
 exercise.
 
-    from poster_lite import checks
-    checks.check_attention(my_attention)      # prints "✅ attention: ..." or what went wrong
+    from poster_lite import lab_checks
+    lab_checks.check_attention(my_attention)      # prints "✅ attention: ..." or what went wrong
 """
 from __future__ import annotations
 
