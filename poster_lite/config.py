@@ -11,6 +11,12 @@ from typing import Optional
 
 IMAGE_TOKEN_MODES = ("official", "spatial")
 
+# Both backbones end in a 7x7 map (IR-50's 14x14 map is regrouped into 7x7 tokens;
+# MobileFaceNet's conv_6_sep is 7x7), so each stream carries 49 tokens, plus one
+# class token: 50 per stream, 100 in the two-stream sequence.
+GRID_CELLS = 7 * 7
+TOKENS_PER_STREAM = 1 + GRID_CELLS
+
 
 @dataclass(frozen=True)
 class PosterConfig:
@@ -104,9 +110,7 @@ class PosterConfig:
 
     @property
     def num_tokens(self) -> int:
-        # Per stream: one class token + a 7x7 grid.
-        per_stream = 1 + 49
-        return per_stream if self.image_only else 2 * per_stream
+        return TOKENS_PER_STREAM if self.image_only else 2 * TOKENS_PER_STREAM
 
     def validate(self) -> "PosterConfig":
         problems = []

@@ -95,6 +95,13 @@ class StreamBranch(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
+    def forward(self, x_own: torch.Tensor, normed_own: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """Update one stream. `normed_own` is this branch's LayerNorm of the stream (keys and
+        values come from it); `queries` are normed tokens of the other stream (the swap) or
+        `normed_own` again (no swap, and the image-only baseline)."""
+        x_own = x_own + self.drop_path(self.attn(queries, normed_own))
+        return x_own + self.drop_path(self.mlp(self.mlp_norm(x_own)))
+
 
 class CrossFusionBlock(nn.Module):
     """One level of one pyramid block. Input and output: B x tokens x dim.
@@ -117,26 +124,18 @@ class CrossFusionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.image_only:
-            b = self.img
-            n = b.norm(x)
-            x = x + b.drop_path(b.attn(n, n))
-            x = x + b.drop_path(b.mlp(b.mlp_norm(x)))
+            normed = self.img.norm(x)
+            x = self.img(x, normed, queries=normed)                                 # self-attention
         else:
             half = x.shape[1] // 2
             x_img, x_lm = x[:, :half], x[:, half:]
-            # Image branch: keys/values from the image half of norm(x).
-            n = self.img.norm(x)
-            n_img, n_lm = n[:, :half], n[:, half:]
-            q = n_lm if self.swap else n_img
-            x_img = x_img + self.img.drop_path(self.img.attn(q, n_img))
-            x_img = x_img + self.img.drop_path(self.img.mlp(self.img.mlp_norm(x_img)))
-            # Landmark branch, mirrored, from its own norm of the same input x.
-            n = self.lm.norm(x)
-            n_img, n_lm = n[:, :half], n[:, half:]
-            q = n_img if self.swap else n_lm
-            x_lm = x_lm + self.lm.drop_path(self.lm.attn(q, n_lm))
-            x_lm = x_lm + self.lm.drop_path(self.lm.mlp(self.lm.mlp_norm(x_lm)))
-            x = torch.cat([x_img, x_lm], dim=1)                                     # B x 100 x d
+            # Each branch norms the WHOLE sequence with its own LayerNorm (the release's
+            # layout), then takes its keys/values from its own half of that norm.
+            n_img, n_lm = self.img.norm(x).split(half, dim=1)
+            new_img = self.img(x_img, n_img, queries=n_lm if self.swap else n_img)
+            n_img, n_lm = self.lm.norm(x).split(half, dim=1)
+            new_lm = self.lm(x_lm, n_lm, queries=n_img if self.swap else n_lm)
+            x = torch.cat([new_img, new_lm], dim=1)                                 # B x 100 x d
         if self.token_mixer is not None:
             x = self.token_mixer(x)
         return x

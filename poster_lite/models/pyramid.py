@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import PosterConfig
+from ..config import TOKENS_PER_STREAM, PosterConfig
 from .fusion import CrossFusionBlock
 
 
@@ -52,7 +52,7 @@ class PyramidFusion(nn.Module):
         # token is the mean of the stream's tokens). Kept so that parameter counts
         # and checkpoints match; it receives no gradient.
         self.learned_cls_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.image_pos_embed = nn.Parameter(torch.zeros(1, 50, d))   # image stream only
+        self.image_pos_embed = nn.Parameter(torch.zeros(1, TOKENS_PER_STREAM, d))   # image stream only
         dims = cfg.pyramid_dims
         self.downsample = nn.ModuleList(
             nn.Conv1d(T, T, d // dk, d // dk) for dk in dims[1:])
