@@ -3,6 +3,8 @@ the instructor notebooks' solutions pass their checks; `make labs` stubs every s
 """
 import ast
 import math
+from collections import OrderedDict
+from functools import partial
 import pathlib
 import sys
 
@@ -15,6 +17,9 @@ from torch import nn
 
 from poster_lite import lab_checks
 from poster_lite.models.fusion import CrossFusionBlock
+from poster_lite.models.ir50 import IRUnit as PackageIRUnit
+from poster_lite.models.mobilefacenet import DepthwiseSeparable as PackageInvertedResidual
+from poster_lite.models.poster import PosterModel
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -85,6 +90,92 @@ def sam_step(model, loss_fn, inputs, targets, optimizer, rho):
     optimizer.step()
     optimizer.zero_grad()
     return loss.detach()
+
+
+class IRUnit(nn.Module):
+    """BN, conv, PReLU, strided conv, BN, plus a shortcut; the `stride_at` and `shortcut`
+    switches make the usual slips."""
+
+    def __init__(self, in_ch, out_ch, stride, stride_at="conv2", shortcut=True, slopes=None):
+        super().__init__()
+        self.bn_in = nn.BatchNorm2d(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride if stride_at == "conv1" else 1, 1, bias=False)
+        self.act = nn.PReLU(slopes or out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride if stride_at == "conv2" else 1, 1, bias=False)
+        self.bn_out = nn.BatchNorm2d(out_ch)
+        self.use_shortcut = shortcut
+        if in_ch == out_ch:
+            self.shortcut = nn.MaxPool2d(1, stride)
+        else:
+            self.shortcut = nn.Sequential()
+            self.shortcut.add_module("conv", nn.Conv2d(in_ch, out_ch, 1, stride, bias=False))
+            self.shortcut.add_module("bn", nn.BatchNorm2d(out_ch))
+
+    def forward(self, x):
+        y = self.bn_out(self.conv2(self.act(self.conv1(self.bn_in(x)))))
+        return y + self.shortcut(x) if self.use_shortcut else y
+
+
+def conv_bn(in_ch, out_ch, kernel=1, stride=1, groups=1, act=True):
+    layers = [("conv", nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)),
+              ("bn", nn.BatchNorm2d(out_ch))]
+    return nn.Sequential(OrderedDict(layers + ([("act", nn.PReLU(out_ch))] if act else [])))
+
+
+class InvertedResidual(nn.Module):
+    """expand, depthwise, linear project, plus the input when asked; switches for the slips."""
+
+    def __init__(self, in_ch, out_ch, expand, stride, residual, groups=True, project_act=False,
+                 stride_at="depthwise", always_add=False):
+        super().__init__()
+        self.expand = conv_bn(in_ch, expand, stride=stride if stride_at == "expand" else 1)
+        self.depthwise = conv_bn(expand, expand, 3, stride if stride_at == "depthwise" else 1,
+                                 groups=expand if groups else 1)
+        self.project = conv_bn(expand, out_ch, act=project_act)
+        self.add = residual or (always_add and in_ch == out_ch and stride == 1)
+
+    def forward(self, x):
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.add else y
+
+
+def pyramid_block_forward(levels, block, order="smallest first", blocks_first=True):
+    """A PyramidBlock's output from its layers."""
+    outs = [level(x) for level, x in zip(block.levels, levels)] if blocks_first else list(levels)
+    steps = range(len(block.upsample))
+    for k in (reversed(steps) if order == "smallest first" else steps):
+        outs[k] = outs[k] + block.upsample[k](outs[k + 1])
+    if not blocks_first:
+        outs = [level(x) for level, x in zip(block.levels, outs)]
+    return outs
+
+
+def poster_forward(images, model, class_token="mean", pos_embed="image", se=True, resize="nearest"):
+    """PosterModel's logits from its layers, written out; the keywords make the usual slips."""
+    cfg, fusion = model.config, model.fusion
+    if images.shape[-1] != cfg.backbone_size:
+        images = F.interpolate(images, size=(cfg.backbone_size, cfg.backbone_size), mode=resize)
+    fmap = model.image_backbone(images)
+    B = fmap.shape[0]
+    image = model.image_proj(fmap.reshape(B, 49, -1))                  # the release's raw reshape
+    landmark = model.landmark_backbone(images).reshape(B, -1, 49).permute(0, 2, 1)
+
+    def prepend(tokens):
+        first = tokens.mean(1, keepdim=True) if class_token == "mean" else fusion.learned_cls_token.expand(B, 1, -1)
+        return torch.cat([first, tokens], dim=1)
+
+    image, landmark = prepend(image), prepend(landmark)
+    image = image + fusion.image_pos_embed
+    if pos_embed == "both":
+        landmark = landmark + fusion.image_pos_embed
+    x = torch.cat([image, landmark], dim=1)
+    levels = [x, *(down(x) for down in fusion.downsample)]
+    for block in fusion.blocks:
+        levels = block(levels)
+    token = fusion.norm(levels[0])[:, 0]
+    if se:
+        token = token * torch.sigmoid(model.se.fc2(torch.relu(model.se.fc1(token))))
+    return model.head(token)
 
 
 def mean_class_accuracy(y_true, y_pred):
@@ -179,6 +270,22 @@ def macc_in_percent(y_true, y_pred):
 
 
 CHECKS = {
+    "IR unit": (lab_checks.check_ir_unit, (IRUnit,),
+                [(not_done,), (partial(IRUnit, stride_at="conv1"),), (partial(IRUnit, shortcut=False),),
+                 (partial(IRUnit, slopes=1),)]),
+    "inverted residual": (lab_checks.check_inverted_residual, (InvertedResidual,),
+                          [(not_done,), (partial(InvertedResidual, groups=False),),
+                           (partial(InvertedResidual, project_act=True),),
+                           (partial(InvertedResidual, stride_at="expand"),),
+                           (partial(InvertedResidual, always_add=True),)]),
+    "pyramid block": (lab_checks.check_pyramid_block, (pyramid_block_forward,),
+                      [(not_done,), (partial(pyramid_block_forward, order="largest first"),),
+                       (partial(pyramid_block_forward, blocks_first=False),),
+                       (lambda levels, block: [level(x) for level, x in zip(block.levels, levels)],)]),
+    "POSTER forward": (lab_checks.check_poster_forward, (poster_forward,),
+                       [(not_done,), (partial(poster_forward, class_token="learned"),),
+                        (partial(poster_forward, pos_embed="both"),), (partial(poster_forward, se=False),),
+                        (partial(poster_forward, resize="bilinear"),)]),
     "attention": (lab_checks.check_attention, (attention,),
                   [(not_done,), (attention_without_scaling,), (attention_single_head,)]),
     "cross-fusion block": (lab_checks.check_cross_fusion_block, (block_forward,),
@@ -194,19 +301,54 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("name", CHECKS)
-def test_check_accepts_a_correct_implementation(name, capsys):
+def test_check_accepts_a_correct_implementation(name, capsys, one_thread):
     check, correct, _ = CHECKS[name]
     assert check(*correct) is True
     assert "✅" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", CHECKS)
-def test_check_rejects_stubs_and_common_mistakes(name, capsys):
+def test_check_rejects_stubs_and_common_mistakes(name, capsys, one_thread):
     check, _, wrongs = CHECKS[name]
     for wrong in wrongs:
         assert check(*wrong) is False, f"{name}: {[w.__name__ for w in wrong]} was accepted"
         out = capsys.readouterr().out
         assert ("not implemented yet" if not_done in wrong else "❌") in out, out
+
+
+def test_checks_accept_the_package_modules(one_thread):
+    """The self-checks compare with the package, so the package's own layers must pass them."""
+    assert lab_checks.check_ir_unit(PackageIRUnit, verbose=False) is True
+    assert lab_checks.check_inverted_residual(PackageInvertedResidual, verbose=False) is True
+    assert lab_checks.check_cross_fusion_block(CrossFusionBlock, verbose=False) is True
+    assert lab_checks.check_pyramid_block(lambda levels, block: block(levels), verbose=False) is True
+    assert lab_checks.check_poster_forward(PosterModel, verbose=False) is True
+    assert lab_checks.check_poster_forward(lambda images, model: model(images), verbose=False) is True
+
+
+def test_check_hints_name_the_slip(capsys, one_thread):
+    lab_checks.check_poster_forward(partial(poster_forward, class_token="learned"))
+    assert "MEAN of its 49 tokens" in capsys.readouterr().out
+    lab_checks.check_pyramid_block(partial(pyramid_block_forward, order="largest first"))
+    assert "SMALLEST first" in capsys.readouterr().out
+    lab_checks.check_inverted_residual(partial(InvertedResidual, groups=False))
+    assert "groups=channels" in capsys.readouterr().out
+    lab_checks.check_ir_unit(partial(IRUnit, slopes=1))
+    assert "one slope per channel" in capsys.readouterr().out
+
+
+def test_layer_checks_name_the_differing_parameters(capsys):
+    class Renamed(nn.Module):
+        def __init__(self, in_ch, out_ch, stride):
+            super().__init__()
+            self.first = nn.Conv2d(in_ch, out_ch, 3, stride, 1)
+
+        def forward(self, x):
+            return self.first(x)
+
+    assert lab_checks.check_ir_unit(Renamed) is False
+    out = capsys.readouterr().out
+    assert "Only in yours: first.weight" in out and "bn_in.weight" in out
 
 
 def test_cross_fusion_check_takes_a_class_with_the_package_names():
