@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test install tour book labs ablations bench clean
+.PHONY: lab test lint install notebooks tour book labs ablations bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,23 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
+
+# The rules are in pyproject.toml ([tool.ruff]). CI runs `make lint test`.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# Every notebook is a jupytext pair (jupytext.toml): tools/notebook_sources/NN_name.py, the source
+# we edit, and notebooks/NN_name.ipynb, what students open. This carries the newer side of each pair
+# to the other (a new source gets its notebook, a new notebook its source), then strips outputs,
+# execution counts and run metadata, keeping cell ids, so a re-sync of unchanged files changes nothing.
+# nbstripout drops Jupyter's own timings by default; RUN_METADATA is what papermill, ipywidgets and
+# jupytext add on top (tests/test_notebooks.py verifies the committed notebooks with the same keys).
+NOTEBOOK_PAIRS = $(sort $(wildcard tools/notebook_sources/[0-9][0-9]_*.py notebooks/[0-9][0-9]_*.ipynb))
+RUN_METADATA := metadata.papermill metadata.widgets metadata.jupytext cell.metadata.papermill cell.metadata.execution
+
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --sync $(NOTEBOOK_PAIRS)
+	$(VENV)/bin/nbstripout --keep-id --extra-keys "$(RUN_METADATA)" notebooks/[0-9][0-9]_*.ipynb
 
 # Run every notebook headless in the default mode; pass notebook prefixes or
 # parameters through TOUR_ARGS, e.g. make tour TOUR_ARGS="03 04 -p DEVICE=cuda".

@@ -1,27 +1,39 @@
-"""The notebook suite: committed clean, built to one pattern, and every notebook runs in SMOKE mode.
+"""The notebook suite: committed clean, in step with its sources, built to one pattern, and every
+notebook runs in SMOKE mode.
 
-Execution goes through tools/tour.py (papermill, parameters injected, cwd = notebooks/),
-one test per notebook so that a failure names it.
+Each notebooks/NN_name.ipynb is a jupytext pair of tools/notebook_sources/NN_name.py (jupytext.toml);
+`make notebooks` syncs the pairs and strips outputs with nbstripout. Execution goes through
+tools/tour.py (papermill, parameters injected, cwd = notebooks/), one test per notebook so that a
+failure names it.
 """
+import argparse
 import ast
 import hashlib
 import html
 import json
+import os
 import pathlib
+import re
+import shutil
+import subprocess
 import sys
 
+import jupytext
 import nbformat
 import pytest
+from jupytext.config import load_jupytext_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import book  # noqa: E402
-import strip_outputs  # noqa: E402
 import tour  # noqa: E402
 
 NOTEBOOKS = tour.find_notebooks()
 IDS = [p.stem for p in NOTEBOOKS]
+SOURCE_DIR = REPO / "tools" / "notebook_sources"
+SOURCES = sorted(SOURCE_DIR.glob("[0-9][0-9]_*.py"))
+SYNC_HINT = "run `make notebooks` (it carries the newer side of each pair to the other)"
 COLAB = "https://colab.research.google.com/github/poster-lite/poster-lite/blob/main/notebooks/"
 REQUIRED_PARAMETERS = {"SMOKE", "DEVICE", "DATA"}
 CELL_TIMEOUT_S = 180
@@ -41,12 +53,64 @@ def test_the_suite_has_notebooks():
         assert " " not in path.name and path.name[:2].isdigit(), path.name
 
 
+def dirty_cells(nb):
+    """Indices of code cells that carry outputs or an execution count."""
+    return [i for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_committed_without_outputs(path):
     nb = read(path)
     nbformat.validate(nb)
-    dirty = strip_outputs.dirty_cells(nb)
-    assert not dirty, f"{path.name}: cells {dirty} carry outputs or execution counts; run tools/strip_outputs.py"
+    dirty = dirty_cells(nb)
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs or execution counts; run `make notebooks`"
+
+
+def _run_metadata_keys():
+    """The run metadata `make notebooks` strips, read from the Makefile so both check the same keys."""
+    found = re.search(r"^RUN_METADATA := (.+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert found, "the Makefile no longer defines RUN_METADATA"
+    return found[1].strip()
+
+
+def _nbstripout_verify(paths):
+    return subprocess.run([sys.executable, "-m", "nbstripout", "--verify", "--keep-id",
+                           "--extra-keys", _run_metadata_keys(), *map(str, paths)],
+                          capture_output=True, text=True)
+
+
+def test_committed_notebooks_pass_nbstripout_verify(tmp_path):
+    done = _nbstripout_verify(NOTEBOOKS)
+    assert done.returncode == 0, f"notebooks with outputs or run metadata; {SYNC_HINT}:\n{done.stdout}{done.stderr}"
+    # The same check fails on a notebook fresh from a run.
+    dirty = tmp_path / "99_run.ipynb"
+    nbformat.write(_notebook_with_outputs(), dirty)
+    assert _nbstripout_verify([dirty]).returncode == 1
+
+
+def _cells_as_compared(nb):
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+
+def test_every_notebook_has_a_source_and_every_source_a_notebook():
+    assert [p.stem for p in SOURCES] == IDS, f"unpaired notebooks or sources; {SYNC_HINT}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_matches_its_source(path):
+    source = SOURCE_DIR / f"{path.stem}.py"
+    assert source.exists(), f"{path.name} has no source {source.relative_to(REPO)}; {SYNC_HINT}"
+    want = _cells_as_compared(jupytext.read(source, fmt="py:percent"))
+    have = _cells_as_compared(read(path))
+    for i, (w, h) in enumerate(zip(want, have)):
+        field = next((name for name, a, b in zip(("type", "source", "tags"), w, h) if a != b), None)
+        assert field is None, f"{path.name} cell {i} and {source.name} disagree on its {field}; {SYNC_HINT}"
+    assert len(want) == len(have), f"{source.name} has {len(want)} cells, {path.name} {len(have)}; {SYNC_HINT}"
+    # Written back as a source, the notebook gives its source byte for byte (blank lines included), so a
+    # sync in either direction changes nothing: the newer side wins, and a fresh clone's file times are arbitrary.
+    written_back = jupytext.writes(read(path), fmt="py:percent", config=load_jupytext_config(str(path)))
+    assert written_back == source.read_text(encoding="utf-8"), f"{path.name} does not give back {source.name}; {SYNC_HINT}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -138,13 +202,90 @@ def _notebook_with_outputs():
     return nb
 
 
-def test_strip_outputs_clears_outputs_counts_and_run_metadata():
-    nb = _notebook_with_outputs()
-    assert strip_outputs.dirty_cells(nb) == [1]
-    strip_outputs.strip(nb)
-    assert strip_outputs.dirty_cells(nb) == []
-    assert "execution" not in nb.cells[1].metadata and "papermill" not in nb.metadata
-    assert nb.cells[1].source == "print('HEADLINE: 42 faces')"
+def _pairs_copy(root):
+    """A copy of every notebook pair and jupytext.toml under root: (sources, notebooks) as {name: bytes}."""
+    (root / "tools").mkdir()
+    shutil.copytree(SOURCE_DIR, root / "tools" / "notebook_sources")
+    shutil.copytree(REPO / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("results"))
+    shutil.copy(REPO / "jupytext.toml", root)
+    return _pair_bytes(root)
+
+
+def _pair_bytes(root):
+    return ({p.name: p.read_bytes() for p in (root / "tools" / "notebook_sources").glob("*.py")},
+            {p.name: p.read_bytes() for p in (root / "notebooks").glob("*.ipynb")})
+
+
+def _make_the_newer(root, newer):
+    """Make the `newer` side of every pair (a glob under root) the more recent, as an edit would."""
+    later = max(p.stat().st_mtime for p in root.rglob("*.*")) + 10
+    for path in root.glob(newer):
+        os.utime(path, (later, later))
+
+
+def _make_notebooks(root):
+    """`make notebooks` run in root, with this environment's jupytext and nbstripout."""
+    venv = pathlib.Path(sys.prefix)
+    done = subprocess.run(["make", "-s", "-C", str(root), "-f", str(REPO / "Makefile"), f"VENV={venv}",
+                           "-o", f"{venv}/.installed", "notebooks"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_make_notebooks_carries_a_source_edit_and_leaves_the_rest_unchanged(tmp_path):
+    sources, notebooks = _pairs_copy(tmp_path)
+    edited = SOURCES[0]
+    _make_the_newer(tmp_path, "tools/notebook_sources/*.py")
+    with open(tmp_path / "tools" / "notebook_sources" / edited.name, "a", encoding="utf-8") as f:
+        f.write('\n# %% tags=["check"]\nprint("added in the source")\n')
+    before = nbformat.reads(notebooks[f"{edited.stem}.ipynb"].decode(), as_version=4)
+
+    _make_notebooks(tmp_path)
+
+    sources_after, notebooks_after = _pair_bytes(tmp_path)
+    assert sources_after == sources | {edited.name: sources_after[edited.name]}, "a source was rewritten"
+    unchanged = {name: data for name, data in notebooks.items() if name != f"{edited.stem}.ipynb"}
+    assert {n: notebooks_after[n] for n in unchanged} == unchanged, "re-syncing unchanged sources changed notebooks"
+    after = nbformat.reads(notebooks_after[f"{edited.stem}.ipynb"].decode(), as_version=4)
+    assert after.cells[:-1] == before.cells, "the cells before the new one changed (ids included)"
+    assert _cells_as_compared(after)[-1] == ("code", 'print("added in the source")', ["check"])
+
+
+def test_make_notebooks_carries_a_jupyter_edit_back_and_strips_the_run(tmp_path):
+    sources, notebooks = _pairs_copy(tmp_path)
+    edited = NOTEBOOKS[0]
+    target = tmp_path / "notebooks" / edited.name
+    nb = read(target)
+    code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", []))
+    nb.cells[code].source += "\nprint('edited in Jupyter')"
+    nb.cells[code].outputs = [nbformat.v4.new_output("stream", name="stdout", text="x\n")]
+    nb.cells[code].execution_count = 3
+    nb.cells[code].metadata["execution"] = {"iopub.status.busy": "2024"}
+    nb.metadata["papermill"] = {"duration": 1.0}
+    nb.metadata["widgets"] = {"state": {}}
+    nb.metadata["jupytext"] = {"cell_metadata_filter": "tags,-all"}
+    note = nbformat.v4.new_markdown_cell("A note written in Jupyter.", metadata={"tags": ["aside"]})
+    solution = nbformat.v4.new_code_cell("def added():\n    return 1", metadata={"tags": ["solution"]})
+    nb.cells[code + 1:code + 1] = [note, solution]
+    nbformat.write(nb, target)
+    _make_the_newer(tmp_path, "notebooks/*.ipynb")
+    assert dirty_cells(read(target)) == [code]
+
+    _make_notebooks(tmp_path)
+
+    sources_after, notebooks_after = _pair_bytes(tmp_path)
+    unchanged = {name: data for name, data in sources.items() if name != f"{edited.stem}.py"}
+    assert {n: sources_after[n] for n in unchanged} == unchanged, "re-syncing unchanged notebooks changed sources"
+    assert {n: notebooks_after[n] for n in notebooks if n != edited.name} == \
+        {n: d for n, d in notebooks.items() if n != edited.name}
+    stripped = read(target)
+    assert dirty_cells(stripped) == []
+    assert "execution" not in stripped.cells[code].metadata
+    assert not {"papermill", "widgets", "jupytext"} & set(stripped.metadata)
+    assert stripped.cells[code].source.endswith("print('edited in Jupyter')")
+    assert [c.id for c in stripped.cells] == [c.id for c in nb.cells], "cell ids changed"
+    source = jupytext.read(tmp_path / "tools" / "notebook_sources" / f"{edited.stem}.py", fmt="py:percent")
+    assert _cells_as_compared(source) == _cells_as_compared(stripped)
+    assert _cells_as_compared(source)[code + 1] == ("markdown", "A note written in Jupyter.", ["aside"])
 
 
 def test_tour_reads_headline_and_parameters_and_formats_a_table():
@@ -153,7 +294,7 @@ def test_tour_reads_headline_and_parameters_and_formats_a_table():
     assert tour.parse_parameter("EPOCHS=3") == ("EPOCHS", 3)
     assert tour.parse_parameter("DATA=raf-db") == ("DATA", "raf-db")
     assert tour.parse_parameter("PRESETS=['poster-t']") == ("PRESETS", ["poster-t"])
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
         tour.parse_parameter("no-equals-sign")
     rows = [{"notebook": "03_x", "status": "ok", "minutes": 1.25, "headline": "match to 6e-07", "error": None},
             {"notebook": "04_y", "status": "failed", "minutes": 0.5, "headline": None, "error": "ValueError: bad"}]

@@ -23,9 +23,7 @@ import pathlib
 import sys
 
 import nbformat
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from strip_outputs import strip  # noqa: E402
+from nbstripout import strip_output
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BANNER = ("**Student version.** The code cells marked *Exercise* are yours to fill in: "
@@ -83,7 +81,7 @@ def make_lab(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
         banner = nbformat.v4.new_markdown_cell(BANNER)
         banner.id = "lab-banner"
         nb.cells.insert(1, banner)
-    return strip(nb), count
+    return strip_output(nb, keep_output=False, keep_count=False, keep_id=True), count
 
 
 def main(argv=None) -> int:
