@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import UserError
 
@@ -28,37 +28,24 @@ NO_FACE = "no face found"
 
 
 # ---- reading the inputs --------------------------------------------------------------
-def _as_rgb_array(image, array_channel_order: str) -> np.ndarray:
-    """One image (PIL or H x W [x 3|4] array) -> H x W x 3 uint8 RGB."""
-    if isinstance(image, Image.Image):
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        # Floats are taken as 0..1 images, anything else as 0..255.
-        scale = 255.0 if np.issubdtype(array.dtype, np.floating) and array.max() <= 1.0 else 1.0
-        array = np.clip(array * scale, 0, 255).astype(np.uint8)
-    if array.ndim == 2:
-        return np.stack([array] * 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        raise UserError(f"an image array must be H x W (grey) or H x W x 3/4, got shape {array.shape}")
-    array = array[..., :3]
-    return np.ascontiguousarray(array[..., ::-1] if array_channel_order == "bgr" else array)
-
-
+# Every input goes through data.images, the package's one decoding contract (EXIF
+# orientation, 16-bit, palette, CMYK, transparency, size limits), so a photo reads here
+# exactly as the loaders read it for training.
 def _read(source, index: int, array_channel_order: str):
-    """(name for messages, RGB array) for a path, a PIL image or an array."""
+    """(name for messages, RGB array) for a path, bytes, a PIL image or an array."""
+    from .data.images import array_to_rgb, read_image, to_rgb
+
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image not found: {path}")
-        try:
-            with Image.open(path) as image:
-                return path, _as_rgb_array(image, "rgb")
-        except OSError as e:
-            raise UserError(f"cannot read image {path}: {e}") from None
-    if isinstance(source, (Image.Image, np.ndarray)):
-        return f"image {index}", _as_rgb_array(source, array_channel_order)
-    raise TypeError(f"predict takes image paths, PIL images or numpy arrays, got {type(source).__name__}")
+        return path, np.asarray(read_image(path))
+    name = f"image {index}"
+    if isinstance(source, (bytes, bytearray)):
+        return name, np.asarray(read_image(source, name=name))
+    if isinstance(source, Image.Image):
+        return name, np.asarray(to_rgb(source, name))
+    if isinstance(source, np.ndarray):
+        return name, np.asarray(array_to_rgb(source, array_channel_order, where=name))
+    raise TypeError(f"predict takes image paths, bytes, PIL images or numpy arrays, got {type(source).__name__}")
 
 
 def _inputs(images) -> list:
@@ -125,9 +112,11 @@ def predict(images, model=None, checkpoint=None, detect_faces: bool = True, arra
             margin: float = 0.15, device=None, batch_size: int = 32) -> list:
     """Classify the expression of every face in `images`.
 
-    images: a path, a PIL image, a numpy array (H x W x 3 in `array_channel_order`:
-    "rgb", or "bgr" for arrays from cv2.imread; H x W grey; N x H x W x 3 batch) or a
-    list of these. Returns one dict per image: {"source", "faces": [{"box": (x0, y0,
+    images: a path, the bytes of an image file, a PIL image, a numpy array (H x W x 3
+    in `array_channel_order`: "rgb", or "bgr" for arrays from cv2.imread; H x W grey;
+    N x H x W x 3 batch) or a list of these. All are read by `data.images` (16-bit,
+    palette, CMYK, EXIF rotation, transparency over grey; too large or too small is an
+    error naming the image). Returns one dict per image: {"source", "faces": [{"box": (x0, y0,
     x1, y1), "label", "probability", "probabilities": {class: p}}], "message"}, where
     message is "no face found" when the detector found none, else None.
     """
@@ -135,6 +124,10 @@ def predict(images, model=None, checkpoint=None, detect_faces: bool = True, arra
 
     if array_channel_order not in ("rgb", "bgr"):
         raise UserError(f"array_channel_order must be 'rgb' or 'bgr', got {array_channel_order!r}")
+    if not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
+        raise UserError(f"margin must be a number in 0..1 (a share of the face box added on each side), got {margin!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise UserError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     model, meta = _model_and_meta(model, checkpoint, device)
     classes = list(meta["classes"])
     transform = eval_transform(size=model.config.input_size, channel_order=meta["channel_order"])

@@ -1,5 +1,4 @@
 """Real-data loaders on tiny fixture trees written here; bad inputs; transforms; sampler; CLI."""
-import warnings
 
 import numpy as np
 import pytest
@@ -183,8 +182,8 @@ def test_fer2013_bad_row_names_line_and_torchvision_layout_has_train_only(tmp_pa
         load("fer2013", root=path)
     tv = tmp_path / "tv" / "fer2013" / "train.csv"
     tv.parent.mkdir(parents=True)
-    tv.write_text("emotion,pixels\n2," + " ".join(["7"] * 2304) + "\n")
-    assert [CLASSES[t] for t in load("fer2013", root=tmp_path / "tv").targets] == ["Fear"]
+    tv.write_text("emotion,pixels\n2," + " ".join(["7"] * 2304) + "\n3," + " ".join(["9"] * 2304) + "\n")
+    assert [CLASSES[t] for t in load("fer2013", root=tmp_path / "tv").targets] == ["Fear", "Happiness"]
     with pytest.raises(UserError, match="only split='train'"):
         load("fer2013", split="test", root=tmp_path / "tv")
 

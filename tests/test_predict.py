@@ -10,7 +10,6 @@ from poster_lite.data.transforms import eval_transform
 from poster_lite.errors import UserError
 from poster_lite.predict import NO_FACE, predict
 
-
 # Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,7 +78,7 @@ def test_bad_inputs_are_named(model, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(UserError, match="broken.jpg"):
         predict(str(tmp_path / "broken.jpg"), model=model)
-    with pytest.raises(TypeError, match="paths, PIL images or numpy arrays"):
+    with pytest.raises(TypeError, match="paths, bytes, PIL images or numpy arrays"):
         predict(42, model=model)
     del model.meta
     with pytest.raises(UserError, match="meta"):

@@ -11,7 +11,7 @@ the face plus a gradient over the whole picture.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2

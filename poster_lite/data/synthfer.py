@@ -36,8 +36,10 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -138,7 +140,7 @@ def sample_expression(name: str, rng: np.random.Generator, difficulty: float = 1
     if rng.uniform() < 0.3 * difficulty:
         other = CONFUSABLE[name][int(rng.integers(len(CONFUSABLE[name])))]
         leak = rng.uniform(0.15, 0.5)
-        for au, (weight, present) in _prototype(other, rng).items():
+        for au, (weight, _present) in _prototype(other, rng).items():
             k = ACTION_UNITS.index(au)
             aus[k] = max(aus[k], weight * leak * strength)
     aus += np.abs(rng.normal(0, 0.07 * difficulty, len(aus)))
@@ -306,21 +308,188 @@ def _stamp(sizes: dict, seed: int, knobs: Knobs) -> dict:
     return {"generator": generator_fingerprint(), "seed": seed, "sizes": sizes, "knobs": asdict(knobs)}
 
 
+# ---- which folders SynthFER may write -------------------------------------------------------
+# SynthFER writes into a folder only when it is new, empty, or stamped by SynthFER itself,
+# and then replaces only EmoLabel/, Image/ and the stamp, after checking that they hold
+# nothing it did not write. Its own scratch entries (the lock, a pending stamp, temporary
+# folders of an interrupted run) do not make a folder foreign.
+LOCK_FILE = ".synthfer.lock"
+PENDING_STAMP = ".stamp-pending"
+_TMP_PREFIX = ".synthfer-"
+_LABEL_FILE = "EmoLabel/list_patition_label.txt"
+_OWN_LABEL_FILES = {"list_patition_label.txt", "synthfer_annotations.npz"}
+
+
+def _is_scratch(name: str) -> bool:
+    return name in (LOCK_FILE, PENDING_STAMP) or name.startswith(_TMP_PREFIX)
+
+
+def _read_json(path: Path):
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) and "generator" in data and isinstance(data.get("sizes"), dict) else None
+
+
+def read_stamp(root):
+    """The SynthFER stamp of `root` (its settings and generator), or None if SynthFER did not make it."""
+    root = Path(root)
+    return _read_json(root / STAMP_FILE) or _read_json(root / PENDING_STAMP)
+
+
+def _expected_images(root: Path) -> set:
+    """Image names any stamp in root (final, pending, the one being replaced) accounts for."""
+    names = set()
+    for stamp in (_read_json(root / STAMP_FILE), _read_json(root / PENDING_STAMP)):
+        for sizes in (stamp or {}).get("sizes"), (stamp or {}).get("previous_sizes"):
+            for split, n in (sizes or {}).items():
+                if split in SPLITS and isinstance(n, int):
+                    names.update(f"{_stem(split, i)}_aligned.jpg" for i in range(n))
+    return names
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def foreign_entries(root) -> list:
+    """What in `root` SynthFER did not write and would have to replace: [description], empty when safe.
+
+    An unstamped folder may hold only SynthFER's scratch (and `variants/`, the default
+    set's folder of other settings, when everything in it is SynthFER's too). A stamped
+    one may hold anything beside EmoLabel/, Image/ and the stamp, which SynthFER replaces:
+    those must hold only files it wrote, and the label file must be unchanged.
+    """
+    root = Path(root)
+    if not root.exists():
+        return []
+    if not root.is_dir():
+        return [f"{root} is a file"]
+    stamp = read_stamp(root)
+    if stamp is None:
+        found = []
+        for entry in sorted(root.iterdir()):
+            if _is_scratch(entry.name):
+                continue
+            if entry.name == "variants" and entry.is_dir() and all(
+                    e.is_dir() and not foreign_entries(e) for e in entry.iterdir() if not _is_scratch(e.name)):
+                continue
+            found.append(str(entry))
+        return found
+    found = []
+    labels = root / "EmoLabel"
+    if labels.exists():
+        if not labels.is_dir():
+            found.append(str(labels))
+        else:
+            found += [str(p) for p in sorted(labels.rglob("*")) if p.parent != labels or p.name not in _OWN_LABEL_FILES]
+            label_file = root / _LABEL_FILE
+            written = []        # the label files the stamps vouch for; None: a stamp from before hashes
+            for s in (_read_json(root / STAMP_FILE), _read_json(root / PENDING_STAMP)):
+                if s:
+                    written.append(s.get("labels_sha256"))
+                    if s.get("previous_sizes"):
+                        written.append(s.get("previous_labels_sha256"))
+            if written and None not in written and label_file.is_file() and _sha256(label_file) not in written:
+                found.append(f"{label_file} (changed since SynthFER wrote it)")
+    images = root / "Image"
+    if images.exists():
+        if not images.is_dir():
+            found.append(str(images))
+        else:
+            expected, aligned = _expected_images(root), images / "aligned"
+            for p in sorted(images.rglob("*")):
+                if p == aligned and p.is_dir():
+                    continue
+                if p.parent != aligned or p.name not in expected or not p.is_file():
+                    found.append(str(p))
+    return found
+
+
+def _refuse_foreign(out: Path) -> None:
+    found = foreign_entries(out)
+    if not found:
+        return
+    if found == [f"{out} is a file"]:
+        raise UserError(f"{out} is a file; SynthFER writes into a folder (a new or empty one)")
+    names = [f[len(str(out)) + 1:] if f.startswith(str(out) + os.sep) else f for f in found]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    what = ("is not empty and was not made by SynthFER" if read_stamp(out) is None
+            else "holds files SynthFER did not write")
+    raise UserError(f"{out} {what} ({shown}); SynthFER writes only into a new or empty folder or one it made "
+                    f"itself, and deletes nothing else. Choose another folder (to read a RAF-DB copy use "
+                    f"load('raf-db', root=...)), or move those files away yourself.")
+
+
+@contextmanager
+def _locked(folder: Path):
+    """Hold `folder`'s lock file: a second process generating into it waits for the first.
+
+    The lock is an OS file lock, released when the holder exits, even by kill -9, so a
+    stale lock cannot block anyone; the empty lock file stays (removing it would race).
+    """
+    with open(folder / LOCK_FILE, "a+") as handle:
+        try:
+            import fcntl
+        except ImportError:                     # Windows
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"another process is writing SynthFER into {folder}; waiting for it", file=sys.stderr)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+            return
+        import msvcrt
+        while True:
+            try:
+                msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)      # retries for 10 s, then raises
+                break
+            except OSError:
+                print(f"another process is writing SynthFER into {folder}; waiting for it", file=sys.stderr)
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(json.dumps(data, indent=2))
+    os.replace(scratch, path)
+
+
 def is_current(root, n_train: int, n_val: int, n_test: int, seed: int = 0, **knobs) -> bool:
     """True when `root` holds a complete set made by this generator with these settings."""
-    path = Path(root) / STAMP_FILE
-    if not path.exists():
-        return False
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
+    found = _read_json(Path(root) / STAMP_FILE)
+    if found is None:
         return False
     wanted = _stamp(dict(train=n_train, val=n_val, test=n_test), seed, Knobs.make(**knobs))
     return all(found.get(k) == v for k, v in wanted.items())
 
 
+def setting_differences(root, n_train: int, n_val: int, n_test: int, seed: int = 0, **knobs) -> list:
+    """How the settings of the set in `root` differ from these (generator version aside): ["seed 3 (wanted 0)"]."""
+    found = _read_json(Path(root) / STAMP_FILE)
+    if found is None:
+        return []
+    wanted = _stamp(dict(train=n_train, val=n_val, test=n_test), seed, Knobs.make(**knobs))
+    differences = []
+    for key in ("sizes", "knobs"):
+        for name, value in wanted[key].items():
+            if (found.get(key) or {}).get(name) != value:
+                label = f"n_{name}" if key == "sizes" else name
+                differences.append(f"{label} {(found.get(key) or {}).get(name)!r} (wanted {value!r})")
+    if found.get("seed") != wanted["seed"]:
+        differences.append(f"seed {found.get('seed')!r} (wanted {wanted['seed']!r})")
+    return differences
+
+
 def make_synthfer(out_dir, n_train: int, n_val: int, n_test: int, seed: int = 0, workers: int | None = None,
-                  progress: bool = True, **knobs) -> Path:
+                  progress: bool = True, if_stale: bool = False, **knobs) -> Path:
     """Write a SynthFER set in the RAF-DB layout and return its root.
 
     out_dir/EmoLabel/list_patition_label.txt   "train_00001.jpg 4" (label 1..7, RAF-DB order)
@@ -329,19 +498,45 @@ def make_synthfer(out_dir, n_train: int, n_val: int, n_test: int, seed: int = 0,
                                                landmarks (N x 68 x 2 px), action_units, pose
     out_dir/synthfer.json                      settings and generator fingerprint
     Knobs: see `Knobs` (size, difficulty, balance, label_noise, n_identities, jpeg_quality).
-    The set is built in a temporary folder beside out_dir and moved in when complete,
-    so an interrupted run never leaves a half set behind that looks finished.
+
+    out_dir must be new, empty, or a SynthFER set (then EmoLabel/, Image/ and the stamp
+    are replaced, after checking they hold only SynthFER's files); anything else is
+    refused with the files that are in the way, and nothing is written. The set is
+    built in a temporary folder inside out_dir and moved in when complete, so an
+    interrupted run never leaves a half set that looks finished. Processes writing the
+    same folder take turns (a file lock); if_stale=True makes a later one keep the set
+    the first one wrote when it is current.
     """
     knobs_ = Knobs.make(**knobs)
     sizes = dict(train=int(n_train), val=int(n_val), test=int(n_test))
     if any(n < 0 for n in sizes.values()) or sum(sizes.values()) == 0:
         raise UserError(f"split sizes must be non-negative and not all zero, got {sizes}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir).expanduser()
+    _refuse_foreign(out)                 # before writing anything at all
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the SynthFER folder {out}: {e.strerror or e}") from None
+    try:
+        with _locked(out):
+            _refuse_foreign(out)         # again: another process may have written meanwhile
+            if if_stale and is_current(out, *sizes.values(), seed=seed, **asdict(knobs_)):
+                return out
+            for stale in out.glob(_TMP_PREFIX + "*"):        # left by a run that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            _write(out, sizes, seed, knobs_, workers, progress)
+    except OSError as e:
+        raise UserError(f"writing SynthFER into {out} failed: {e.strerror or e} ({getattr(e, 'filename', '')}); "
+                        f"a set it had replaced is kept or the folder is left without one, never half written") \
+            from None
+    return out
+
+
+def _write(out: Path, sizes: dict, seed: int, knobs_: Knobs, workers, progress: bool) -> None:
     per_split = identities_per_split(sizes, knobs_.n_identities)
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=".synthfer-", dir=out))
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=out))
     try:
         (tmp / "EmoLabel").mkdir()
         image_dir = tmp / "Image" / "aligned"
@@ -357,8 +552,7 @@ def make_synthfer(out_dir, n_train: int, n_val: int, n_test: int, seed: int = 0,
                 names.append(f"{_stem(split, i)}.jpg")
                 rows.append(s)
         bar.close()
-        (tmp / "EmoLabel" / "list_patition_label.txt").write_text(
-            "".join(f"{name} {s['label'] + 1}\n" for name, s in zip(names, rows)))
+        (tmp / _LABEL_FILE).write_text("".join(f"{name} {s['label'] + 1}\n" for name, s in zip(names, rows)))
         np.savez_compressed(
             tmp / ANNOTATIONS_FILE, names=np.array(names), label=np.array([s["label"] for s in rows]),
             true_label=np.array([s["true_label"] for s in rows]), identity=np.array([s["identity"] for s in rows]),
@@ -368,21 +562,23 @@ def make_synthfer(out_dir, n_train: int, n_val: int, n_test: int, seed: int = 0,
             occluded=np.array([s["occluded"] for s in rows]))
         stamp = _stamp(sizes, seed, knobs_)
         stamp["identities"] = per_split
+        stamp["labels_sha256"] = _sha256(tmp / _LABEL_FILE)
         stamp["seconds"] = round(time.perf_counter() - started, 2)
-        (tmp / STAMP_FILE).write_text(json.dumps(stamp, indent=2))
-        for name in ("EmoLabel", "Image", STAMP_FILE):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        (tmp / STAMP_FILE).rename(out / ".stamp-pending")
+        # Swap in the new set. At every moment the folder carries a stamp (final or
+        # pending) that accounts for every file in it, so an interrupted swap leaves a
+        # folder that SynthFER still recognises as its own and may regenerate.
+        previous = read_stamp(out)
+        _write_json_atomically(out / PENDING_STAMP, {**stamp, "previous_sizes": (previous or {}).get("sizes"),
+                                                     "previous_labels_sha256": (previous or {}).get("labels_sha256")})
+        (out / STAMP_FILE).unlink(missing_ok=True)
         for name in ("EmoLabel", "Image"):
+            if (out / name).exists():
+                shutil.rmtree(out / name)
             (tmp / name).rename(out / name)
-        (out / ".stamp-pending").rename(out / STAMP_FILE)   # written last: the set is complete
+        _write_json_atomically(out / STAMP_FILE, stamp)      # written last: the set is complete
+        (out / PENDING_STAMP).unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 # ----------------------------------------------------------------------------- in memory
