@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from functools import lru_cache
 
 import numpy as np
@@ -338,7 +337,6 @@ def webcam_snapshot(quality: float = 0.9):
     if not in_colab():
         raise UserError("webcam snapshots work in Google Colab only; elsewhere take a photo and upload it")
     from google.colab.output import eval_js
-    from PIL import Image
 
     script = """
     async function snapshot(quality) {
@@ -356,7 +354,8 @@ def webcam_snapshot(quality: float = 0.9):
     }
     """
     data_url = eval_js(script + f"snapshot({quality})")
-    return Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB")
+    from .data.images import read_image
+    return read_image(base64.b64decode(data_url.split(",", 1)[1]), name="the webcam snapshot")
 
 
 class UploadPredictor(Explorer):
@@ -391,7 +390,7 @@ class UploadPredictor(Explorer):
             self.status.value = f"<span style='color:#b2182b'>webcam: {html.escape(str(error))}</span>"
 
     def _changed(self, change) -> None:
-        from PIL import Image, UnidentifiedImageError
+        from .data.images import read_image
 
         if change["owner"] is self.controls["detect"]:
             if self.images:
@@ -400,11 +399,10 @@ class UploadPredictor(Explorer):
         images, names = [], []
         for item in change["new"]:
             try:
-                images.append(Image.open(io.BytesIO(bytes(item["content"]))).convert("RGB"))
+                images.append(read_image(bytes(item["content"]), name=item.get("name", "the upload")))
                 names.append(item.get("name", "upload"))
-            except UnidentifiedImageError:
-                self.status.value = (f"<span style='color:#b2182b'>{html.escape(item.get('name', 'a file'))} "
-                                     f"is not an image this can read</span>")
+            except UserError as error:      # not an image, truncated, too large or too small: say which
+                self.status.value = f"<span style='color:#b2182b'>{html.escape(str(error))}</span>"
                 return
         if images:
             self.predict_images(images, names)

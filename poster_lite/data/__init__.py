@@ -18,11 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import UserError
+from .datasets import check_same_classes
+from .images import read_image
 from .labels import AFFECTNET_TO_CLASSES, CLASSES, CLASSES_8, FER2013_TO_CLASSES
 from .synthfer import DEFAULT_SET, make_synthfer
 
 __all__ = ["CLASSES", "CLASSES_8", "AFFECTNET_TO_CLASSES", "FER2013_TO_CLASSES", "load", "make_synthfer",
-           "data_dir", "DATASETS"]
+           "data_dir", "DATASETS", "read_image", "check_same_classes"]
 
 # name -> folder under data/ where load() looks when no root is given
 DATASETS = {"synthfer": "synthfer", "raf-db": "raf-basic", "affectnet-7": "affectnet", "affectnet-8": "affectnet",
@@ -44,10 +46,16 @@ def load(name: str, split: str = "train", root=None, transform=None, **kw):
 
     root: where the data set lives (default data/<folder>, see DATASETS; "folder" needs one).
     kw for every loader: on_bad_image ("raise" or "skip"; default: skip in train, raise elsewhere).
+    Every split of one data set has the same `classes` in the same order (a folder tree
+    whose splits differ is refused); `check_same_classes({"train": a, "test": b})`
+    checks sets loaded separately.
     raf-db / affectnet: val_fraction, val_seed (how "val" is carved from the train list).
     synthfer: n_train, n_val, n_test, seed, workers, regenerate, progress and the knobs of
     `synthfer.Knobs` (size, difficulty, balance, label_noise, n_identities). With the
     defaults the set is data/synthfer/; other settings get their own folder beneath it.
+    A root that holds a SynthFER set is read with that set's settings (regenerated if
+    the generator changed since); settings passed that differ from the set's are refused
+    unless regenerate=True. SynthFER writes only into a new or empty folder or one it made.
     """
     from . import datasets
 
@@ -84,18 +92,36 @@ _SET_KEYS = ("n_train", "n_val", "n_test", "seed")
 def _load_synthfer(split, root, transform, regenerate=False, workers=None, progress=True, on_bad_image=None,
                    **settings):
     from .datasets import raf_db
-    from .synthfer import Knobs, is_current
+    from .synthfer import Knobs, is_current, read_stamp, setting_differences
 
-    wanted = {**DEFAULT_SET, **settings}
+    Knobs.make(**{k: v for k, v in settings.items() if k not in _SET_KEYS})   # unknown or bad knobs fail here
+    managed = root is None
+    stamp = None if managed else read_stamp(Path(root).expanduser())
+    if stamp is not None:
+        # A set already in the given folder: settings not passed are the set's own.
+        base = {**{f"n_{split}": n for split, n in stamp["sizes"].items()}, "seed": stamp.get("seed", 0),
+                **(stamp.get("knobs") or {})}
+    else:
+        base = DEFAULT_SET
+    wanted = {**base, **settings}
     set_args = {k: wanted.pop(k) for k in _SET_KEYS}
-    knobs = asdict(Knobs.make(**wanted))     # unknown or bad knobs fail here, before any folder is made
-    if root is None:
+    knobs = asdict(Knobs.make(**wanted))
+    if managed:
         root = data_dir() / "synthfer"
         default = {k: v for k, v in DEFAULT_SET.items() if k not in _SET_KEYS}
         if {**set_args, **knobs} != {**{k: DEFAULT_SET[k] for k in _SET_KEYS}, **asdict(Knobs.make(**default))}:
             tag = hashlib.sha1(json.dumps({**set_args, **knobs}, sort_keys=True).encode()).hexdigest()[:10]
             root = root / "variants" / tag
-    root = Path(root)
-    if regenerate or not is_current(root, **set_args, **wanted):
+    root = Path(root).expanduser()
+    if regenerate:
         make_synthfer(root, **set_args, workers=workers, progress=progress, **wanted)
+    elif not is_current(root, **set_args, **wanted):
+        differences = setting_differences(root, **set_args, **wanted)
+        if differences and not managed:
+            # A set the user made with other settings is theirs: replace it only when asked.
+            raise UserError(f"{root} holds a SynthFER set made with other settings: {', '.join(differences)}; "
+                            f"pass those settings to read it, regenerate=True to replace it, or another root")
+        # Generated here; a stale set of SynthFER's own is regenerated (another process
+        # generating the same folder is waited for, and its set kept).
+        make_synthfer(root, **set_args, workers=workers, progress=progress, if_stale=True, **wanted)
     return raf_db(root, split, transform, on_bad_image=on_bad_image)
