@@ -9,11 +9,16 @@ Showing one in a notebook (as a cell's last value) offers the front end both the
 live widget and a PNG of the current picture: JupyterLab, Notebook, VS Code and
 Colab show the widget; GitHub, nbviewer and HTML exports without widget state show
 the PNG, so a rendered notebook never shows an empty box.
+
+The picture is shown at its natural size (one PNG pixel per screen pixel), never
+stretched or squeezed to the output's width: a wider picture scrolls sideways. Only
+APIs that ipywidgets 7 and 8 share are used (Colab has long shipped 7).
 """
 from __future__ import annotations
 
 import base64
 import html
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -21,6 +26,22 @@ from matplotlib.figure import Figure
 
 from .errors import UserError
 from .viz.common import png_bytes
+
+
+def png_size(png: bytes) -> tuple:
+    """(width, height) in pixels, read from a PNG's header chunk."""
+    if not png.startswith(b"\x89PNG"):
+        raise ValueError("not a PNG")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def _widget_view(widget) -> dict:
+    """The mime bundle that makes a front end draw `widget` (ipywidgets 8 and 7)."""
+    if hasattr(widget, "_repr_mimebundle_"):               # ipywidgets 8
+        return widget._repr_mimebundle_() or {}
+    # ipywidgets 7 displays through _ipython_display_, which sends this bundle
+    return {"application/vnd.jupyter.widget-view+json":
+            {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}}
 
 
 class Explorer:
@@ -32,12 +53,17 @@ class Explorer:
         import ipywidgets as w
 
         self.controls = controls
-        self.picture = w.Image(format="png", layout=w.Layout(max_width="100%", height="auto"))
+        # A flex column stretches its children to its width, which blew small pictures up
+        # and squeezed wide ones: the picture gets its own pixel size (set in update) and
+        # sits in a box that scrolls when the picture is wider than the output.
+        self.picture = w.Image(format="png", layout=w.Layout(flex="0 0 auto", align_self="flex-start",
+                                                             max_width="none", max_height="none"))
+        self.frame = w.Box([self.picture], layout=w.Layout(overflow="auto", max_width="100%"))
         self.status = w.HTML()
         self.figure = None
         self._png = b""
         header = w.HTML(f"<b>{html.escape(self.title)}</b>")
-        self.widget = w.VBox([header, layout or w.HBox(list(controls.values())), self.status, self.picture])
+        self.widget = w.VBox([header, layout or w.HBox(list(controls.values())), self.status, self.frame])
         for control in controls.values():
             if hasattr(control, "value") and not isinstance(control, w.Button):
                 control.observe(self._changed, names="value")
@@ -58,6 +84,9 @@ class Explorer:
         self.status.value = ""
         self.figure = figure
         self._png = png_bytes(figure)
+        width, height = png_size(self._png)
+        self.picture.width, self.picture.height = str(width), str(height)
+        self.picture.layout.width, self.picture.layout.height = f"{width}px", f"{height}px"
         self.picture.value = self._png
 
     def save(self, path) -> Figure:
@@ -68,7 +97,7 @@ class Explorer:
         bundle = {"text/plain": f"<{type(self).__name__}: {self.title}>"}
         if self._png:
             bundle["image/png"] = base64.b64encode(self._png).decode("ascii")
-        bundle.update(self.widget._repr_mimebundle_() or {})
+        bundle.update(_widget_view(self.widget))
         return bundle
 
 
@@ -85,28 +114,82 @@ def _millions(n) -> str:
     return f"{n / 1e6:.2f}M"
 
 
+@contextmanager
+def rewired(model, swap_depth: int):
+    """Run `model` with only its first `swap_depth` blocks swapping queries; restore its flags after.
+
+    The swap changes no weight, so the same trained weights run with other queries."""
+    levels = [(b, level) for b, block in enumerate(model.fusion.blocks) for level in block.levels]
+    saved = [level.swap for _, level in levels]
+    try:
+        for b, level in levels:
+            level.swap = b < swap_depth and not model.config.image_only
+        yield model
+    finally:
+        for (_, level), flag in zip(levels, saved):
+            level.swap = flag
+
+
+def shipped_swap_ablation(path) -> dict | None:
+    """The swap-depth rows of an ablation grid file (notebooks/results/ablations_nano.json):
+    {"accuracy": {swap_depth: [test accuracy per seed]}, "depth", "n_test", "file"}; None
+    when the file is missing or has no such rows."""
+    import json
+    from pathlib import Path
+
+    if path is None or not Path(path).exists():
+        return None
+    grid = json.loads(Path(path).read_text())
+    accuracy, depths = {}, set()
+    for run in grid.get("runs", []):
+        k = run.get("ablations", {}).get("swap_depth")
+        if k is not None:
+            accuracy.setdefault(int(k), []).append(float(run["test_accuracy"]))
+            depths.add(run.get("overrides", {}).get("depth"))
+    if not accuracy:
+        return None
+    return dict(accuracy=dict(sorted(accuracy.items())), depth=depths.pop() if len(depths) == 1 else None,
+                n_test=grid.get("settings", {}).get("n_test"), file=Path(path).name,
+                backbones=grid.get("settings", {}).get("backbones", ""))
+
+
 class SwapDepthExplorer(Explorer):
-    """Sliders for depth and swap_depth: which blocks swap, the sizes, and (with a trained
-    model and a face) where the class tokens look when its blocks swap or not."""
+    """Sliders for depth and swap_depth: which blocks swap and the sizes; with a trained model
+    and a face, what rewiring that model changes: its attention, its prediction on the face
+    and (given a test set) its accuracy at every swap depth, beside the accuracy of models
+    trained at that swap depth (the shipped ablation grid, given its file)."""
 
     title = "Swap-depth explorer: how many blocks swap queries between the streams?"
 
-    def __init__(self, model=None, image=None, preset: str = "poster-l", channel_order=None):
+    def __init__(self, model=None, image=None, preset: str = "poster-l", channel_order=None,
+                 test_set=None, n_faces: int = 300, ablations=None):
+        """`test_set`: (image, label) pairs to score the rewired model on (its first `n_faces`
+        of a fixed random order); `ablations`: the path of an ablation grid file."""
         import ipywidgets as w
+
         from .config import make_config
 
         self.model, self.image, self.channel_order = model, image, channel_order
         self.base = model.config if model is not None else make_config(preset)
+        self.test_set, self.n_faces = test_set, n_faces
+        self.shipped = shipped_swap_ablation(ablations)
+        self.accuracies = {}            # swap depth -> accuracy of the rewired model (computed once each)
+        self._scored = None             # (inputs, targets) of the faces it is scored on
+        self._as_trained = None         # probabilities on the face with the model's own wiring
         depth = w.IntSlider(value=self.base.depth, min=1, max=max(8, self.base.depth), description="depth")
         swap = w.IntSlider(value=self.base.swap_blocks, min=0, max=self.base.depth, description="swap_depth")
         stream = w.ToggleButtons(options=[("keys: landmark tokens", "lm"), ("keys: image tokens", "img")],
                                  value="lm", description="attention")
         controls = dict(depth=depth, swap_depth=swap)
-        if model is not None and image is not None and not self.base.image_only:
+        if self.with_model and not self.base.image_only:
             controls["stream"] = stream
         depth.observe(self._depth_changed, names="value")
         super().__init__(controls)
         self.update()
+
+    @property
+    def with_model(self) -> bool:
+        return self.model is not None and self.image is not None
 
     def _depth_changed(self, change) -> None:
         # Keep swap_depth within 0..depth; when it must shrink, its own callback redraws.
@@ -117,22 +200,68 @@ class SwapDepthExplorer(Explorer):
         depth = self.controls["depth"].value
         return replace(self.base, depth=depth, swap_depth=min(self.controls["swap_depth"].value, depth))
 
-    def _attention(self, into, swap_depth: int):
-        """The trained model's maps with its blocks' swap flags set as the slider says, then restored."""
-        from .viz.attention import compute_attention, plot_attention_overview
+    @property
+    def n_scored(self) -> int:
+        """How many test faces the accuracies are measured on (0 without a test set)."""
+        return 0 if self.test_set is None else min(self.n_faces, len(self.test_set))
 
-        levels = [level for block in self.model.fusion.blocks for level in block.levels]
-        saved = [level.swap for level in levels]
-        try:
-            for b, block in enumerate(self.model.fusion.blocks):
-                for level in block.levels:
-                    level.swap = b < swap_depth
-            result = compute_attention(self.model, self.image, self.channel_order)
-        finally:
-            for level, flag in zip(levels, saved):
-                level.swap = flag
-        plot_attention_overview(result, stream=self.controls["stream"].value, into=into)
+    def used_swap_depth(self) -> int:
+        """The swap depth the trained model runs with: the slider's, at most its own depth."""
+        return min(self.config().swap_blocks, self.model.config.depth)
 
+    # -- what the rewired model does
+    def _faces(self):
+        import torch
+
+        from .data.transforms import eval_transform
+        from .viz.common import channel_order_of
+
+        if self._scored is None:
+            n = min(self.n_faces, len(self.test_set))
+            order = np.random.default_rng(0).permutation(len(self.test_set))[:n]
+            transform = eval_transform(self.model.config.input_size, channel_order_of(self.model, self.channel_order))
+            pairs = [self.test_set[int(i)] for i in order]
+            self._scored = (torch.stack([transform(image) if not isinstance(image, torch.Tensor) else image
+                                         for image, _ in pairs]),
+                            torch.tensor([int(label) for _, label in pairs]))
+        return self._scored
+
+    def accuracy_at(self, swap_depth: int) -> float:
+        """Accuracy of the trained model rewired to `swap_depth` on the scored faces (cached)."""
+        import torch
+
+        if swap_depth not in self.accuracies:
+            inputs, targets = self._faces()
+            device = next(self.model.parameters()).device
+            was_training = self.model.training
+            self.model.eval()
+            correct = 0
+            try:
+                with rewired(self.model, swap_depth), torch.no_grad():
+                    for start in range(0, len(inputs), 100):
+                        logits = self.model(inputs[start:start + 100].to(device))
+                        correct += int((logits.argmax(-1).cpu() == targets[start:start + 100]).sum())
+            finally:
+                self.model.train(was_training)
+            self.accuracies[swap_depth] = correct / len(targets)
+        return self.accuracies[swap_depth]
+
+    def accuracy_at_every_depth(self) -> dict:
+        """Score every swap depth 0..the model's depth (each once), redraw, return {depth: accuracy}."""
+        for k in range(self.model.config.depth + 1):
+            self.accuracy_at(k)
+        self.update()
+        return dict(sorted(self.accuracies.items()))
+
+    def _attention(self, swap_depth: int):
+        from .viz.attention import compute_attention
+
+        if self._as_trained is None:
+            self._as_trained = compute_attention(self.model, self.image, self.channel_order).probabilities
+        with rewired(self.model, swap_depth):
+            return compute_attention(self.model, self.image, self.channel_order)
+
+    # -- the picture
     def draw(self) -> Figure:
         from .viz.architecture import draw_block_schedule
 
@@ -142,21 +271,88 @@ class SwapDepthExplorer(Explorer):
         text = (f"params {_millions(counts['params'])} (transformer {_millions(parts['transformer']['params'])}), "
                 f"FLOPs {counts['flops'] / 1e9:.2f}G (transformer {parts['transformer']['flops'] / 1e9:.2f}G)\n"
                 f"swapping queries adds no weights")
-        with_attention = "stream" in self.controls
-        width = max(6.5, 1.1 * config.depth + 1, 1.9 * self.model.config.depth + 1.5 if with_attention else 0)
-        fig = Figure(figsize=(width, 2.8 + (6.2 if with_attention else 0)), layout="constrained")
-        top, bottom = (fig.subfigures(2, 1, height_ratios=[2.8, 6.2]) if with_attention else (fig, None))
-        ax = top.subplots()
+        if not self.with_model:
+            fig = Figure(figsize=(max(6.5, 1.1 * config.depth + 1), 2.8), layout="constrained")
+            ax = fig.subplots()
+            draw_block_schedule(ax, config)
+            ax.set_title(f"depth {config.depth}, swap_depth {config.swap_blocks}: {text}", fontsize=9)
+            return fig
+        from .viz.attention import plot_attention_overview
+
+        trained = self.model.config
+        used = self.used_swap_depth()
+        result = self._attention(used)
+        rows = trained.depth * len(trained.pyramid_dims)
+        attention_height = max(3.2, 0.3 * rows + 1.8) if "stream" in self.controls else 0
+        heights = [2.0] + ([attention_height] if attention_height else []) + [3.1]
+        fig = Figure(figsize=(10.0, sum(heights) + 0.5), layout="constrained")
+        parts_ = fig.subfigures(len(heights), 1, height_ratios=heights)
+        ax = parts_[0].subplots()
         draw_block_schedule(ax, config)
         ax.set_title(f"depth {config.depth}, swap_depth {config.swap_blocks}: {text}", fontsize=9)
-        if with_attention:
-            trained = self.model.config
-            used = min(config.swap_blocks, trained.depth)
-            self._attention(bottom, used)
-            bottom.supxlabel(f"the trained model (depth {trained.depth}, trained with swap_depth "
-                             f"{trained.swap_blocks})\nrun with its first {used} block(s) swapping: "
-                             f"same weights, other queries", fontsize=9)
+        if attention_height:
+            plot_attention_overview(result, stream=self.controls["stream"].value, into=parts_[1])
+        left, right = parts_[-1].subfigures(1, 2, width_ratios=[1, 1.25])
+        self._draw_probabilities(left.subplots(), result, used)
+        self._draw_accuracies(right.subplots(), used)
+        fig.supxlabel(f"the trained model (depth {trained.depth}, trained with swap_depth {trained.swap_blocks}) "
+                      f"run with its first {used} block(s) swapping: same weights, other queries", fontsize=9)
         return fig
+
+    def _draw_probabilities(self, ax, result, used: int) -> None:
+        names = result.classes
+        y = np.arange(len(names))
+        best = int(np.argmax(result.probabilities))
+        ax.barh(y, result.probabilities, color=["#08519c" if k == best else "#9ecae1" for k in y],
+                label=f"rewired: swap_depth {used}")
+        ax.scatter(self._as_trained, y, marker="|", s=180, color="black", zorder=3,
+                   label=f"as trained (swap_depth {self.model.config.swap_blocks})")
+        ax.set_yticks(y, names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("probability", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(f"this face: predicts {result.prediction}", fontsize=9)
+
+    def _draw_accuracies(self, ax, used: int) -> None:
+        trained = self.model.config
+        if self.test_set is not None:
+            self.accuracy_at(used)
+        chance = 100 / trained.num_classes
+        if self.accuracies:
+            depths = sorted(self.accuracies)
+            values = [100 * self.accuracies[k] for k in depths]
+            n = len(self._faces()[1])
+            # +-2 binomial standard errors: the accuracy on other faces of the same kind would move that much
+            errors = [200 * np.sqrt(a / 100 * (1 - a / 100) / n) for a in values]
+            ax.bar(depths, values, yerr=errors, capsize=3, width=0.6,
+                   color=["#e6550d" if k == used else "#fdae6b" for k in depths],
+                   label=f"this model rewired ({n} test faces, ±2 SE)")
+            missing = [k for k in range(trained.depth + 1) if k not in self.accuracies]
+            if missing:
+                ax.text(0.02, 0.97, f"swap_depth {', '.join(map(str, missing))}: move the slider there "
+                        "to score it", transform=ax.transAxes, fontsize=7, va="top", color="grey")
+        else:
+            ax.text(0.5, 0.6, "no test set given:\nno accuracies", ha="center", transform=ax.transAxes,
+                    fontsize=8, color="grey")
+        if self.shipped:
+            for k, values in self.shipped["accuracy"].items():
+                ax.scatter([k] * len(values), [100 * v for v in values], marker="D", s=22, color="#3182bd", zorder=3)
+            blocks = f"{self.shipped['depth']} blocks" if self.shipped["depth"] else "its own depth"
+            ax.scatter([], [], marker="D", s=22, color="#3182bd",
+                       label=f"trained at that swap depth ({self.shipped['file']}: nano, {blocks},\n"
+                             f"frozen backbones, {self.shipped['n_test']} test faces)")
+        ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+        xs = list(range(trained.depth + 1)) + (list(self.shipped["accuracy"]) if self.shipped else [])
+        ax.set_xticks(sorted(set(xs)))
+        ax.set_xlim(-0.6, max(xs) + 0.6)
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("swap_depth", fontsize=8)
+        ax.set_ylabel("test accuracy (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6.5, loc="upper right")
+        ax.set_title("accuracy: rewired after training vs trained that way", fontsize=9)
 
 
 # ------------------------------------------------------------------- pyramid explorer
@@ -173,6 +369,7 @@ class PyramidExplorer(Explorer):
         """`size_presets`: the rows of the size table (building and counting each takes a few
         seconds on a CPU); None leaves the table out."""
         import ipywidgets as w
+
         from .config import make_config
 
         self.base = make_config(preset, **overrides)
@@ -254,6 +451,7 @@ class FaceDesigner(Explorer):
 
     def __init__(self, model=None, size: int = 112, channel_order=None):
         import ipywidgets as w
+
         from .data.synthfer import ACTION_UNITS
 
         try:
@@ -397,7 +595,10 @@ class UploadPredictor(Explorer):
                 self.predict_images(self.images, [r["source"] for r in self.results])
             return
         images, names = [], []
-        for item in change["new"]:
+        items = change["new"]
+        if isinstance(items, dict):     # ipywidgets 7: {file name: {"metadata": ..., "content": bytes}}
+            items = [dict(item, name=name) for name, item in items.items()]
+        for item in items:
             try:
                 images.append(read_image(bytes(item["content"]), name=item.get("name", "the upload")))
                 names.append(item.get("name", "upload"))
@@ -456,24 +657,27 @@ class ConfusionExplorer(Explorer):
         true, predicted = self.controls["true"].value, self.controls["predicted"].value
         n = len(self.classes)
         shown = min(len(cell_indices(self.results, true, predicted)), self.n)
-        cols = max(1, min(6, shown))
+        # The matrix above the faces, four faces a row: about 800 px wide at the widget's
+        # resolution, so that it shows at its natural size with legible labels.
+        cols = max(1, min(4, shown))
         rows = max(1, -(-shown // cols))
-        matrix_width, gallery_width = 0.55 * n + 2.6, 2.05 * cols + 0.3
-        fig = Figure(figsize=(matrix_width + gallery_width, max(0.55 * n + 2.0, 2.8 * rows + 0.5)),
+        matrix_height, gallery_height = 0.5 * n + 1.9, 2.8 * rows + 0.5
+        fig = Figure(figsize=(max(2.05 * cols + 0.3, 0.55 * n + 2.6), matrix_height + gallery_height),
                      layout="constrained")
-        left, right = fig.subfigures(1, 2, width_ratios=[matrix_width, gallery_width])
-        ax = left.subplots()
+        top, bottom = fig.subfigures(2, 1, height_ratios=[matrix_height, gallery_height])
+        ax = top.subplots()
         draw_confusion(ax, row_normalise(self.results["confusion"]), self.classes,
                        "row-normalised (%); chosen cell boxed", colorbar=False)
         ax.add_patch(Rectangle((predicted, true), 1, 1, fill=False, edgecolor="#e6550d", linewidth=3))
-        plot_confusion_cell(self.dataset, self.results, true, predicted, self.n, ncols=6,
-                            classes=self.classes, channel_order=self.channel_order, into=right)
+        plot_confusion_cell(self.dataset, self.results, true, predicted, self.n, ncols=cols,
+                            classes=self.classes, channel_order=self.channel_order, into=bottom)
         return fig
 
 
 # Lower-case spellings, for notebooks that read better with a function call.
-def swap_depth_explorer(model=None, image=None, preset: str = "poster-l", channel_order=None) -> SwapDepthExplorer:
-    return SwapDepthExplorer(model, image, preset, channel_order)
+def swap_depth_explorer(model=None, image=None, preset: str = "poster-l", channel_order=None,
+                        test_set=None, n_faces: int = 300, ablations=None) -> SwapDepthExplorer:
+    return SwapDepthExplorer(model, image, preset, channel_order, test_set, n_faces, ablations)
 
 
 def pyramid_explorer(preset: str = "poster-l", size_presets=("image-only", "poster-t", "poster-s", "poster-l"),
@@ -493,6 +697,6 @@ def confusion_explorer(dataset, results, n: int = 12, channel_order: str = "rgb"
     return ConfusionExplorer(dataset, results, n, channel_order)
 
 
-__all__ = ["Explorer", "SwapDepthExplorer", "PyramidExplorer", "FaceDesigner", "UploadPredictor",
+__all__ = ["Explorer", "png_size", "rewired", "shipped_swap_ablation", "SwapDepthExplorer", "PyramidExplorer", "FaceDesigner", "UploadPredictor",
            "ConfusionExplorer", "webcam_snapshot", "in_colab", "swap_depth_explorer", "pyramid_explorer",
            "face_designer", "upload_and_predict", "confusion_explorer"]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from poster_lite import build_model, widgets
 from poster_lite.data import CLASSES
-
+from poster_lite.viz.attention import compute_attention
 
 # Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -20,18 +20,30 @@ PNG_SIGNATURE = b"\x89PNG"
 NOW = datetime.now(timezone.utc)
 
 
+def _sup_texts(fig) -> list:
+    out = [getattr(fig, a).get_text() for a in ("_suptitle", "_supxlabel") if getattr(fig, a, None) is not None]
+    for sub in getattr(fig, "subfigs", []):
+        out += _sup_texts(sub)
+    return out
+
+
 def _texts(fig) -> str:
-    """Every title and label of a figure and its subfigures."""
-    out = []
-    for part in [fig, *getattr(fig, "subfigs", [])]:
-        for attr in ("_suptitle", "_supxlabel"):
-            if getattr(part, attr, None) is not None:
-                out.append(getattr(part, attr).get_text())
-        if part is not fig:
-            out.append(_texts(part))
-    for ax in fig.axes:
+    """Every title, label and text of a figure and its subfigures, once each."""
+    out = _sup_texts(fig)
+    for ax in fig.axes:                      # a figure's axes include its subfigures' axes
         out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.texts]
+        out += [t.get_text() for t in ax.get_yticklabels()]
+        legend = ax.get_legend()
+        if legend is not None:
+            out += [t.get_text() for t in legend.get_texts()]
     return " ".join(out)
+
+
+def _shown_at_natural_size(explorer) -> None:
+    """The picture's pixel size is the PNG's, and wider pictures scroll instead of shrinking."""
+    width, height = widgets.png_size(bytes(explorer.picture.value))
+    assert explorer.picture.layout.width == f"{width}px" and explorer.picture.layout.height == f"{height}px"
+    assert explorer.picture.layout.max_width == "none" and explorer.frame.layout.overflow == "auto"
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +76,59 @@ def test_swap_depth_explorer_follows_its_sliders():
     assert swap.max == 2 and explorer.config().swap_blocks <= 2
 
 
-def test_swap_depth_explorer_shows_a_trained_models_attention_and_restores_it(nano, face):
-    explorer = widgets.SwapDepthExplorer(model=nano, image=face)
-    assert "stream" in explorer.controls
+@pytest.fixture(scope="module")
+def faces():
+    from poster_lite.data.synthfer import draw_face
+    return [(draw_face({"AU12": 1.0} if k % 2 else {"AU1": 1.0, "AU26": 1.0}, identity=k)[0], k % 7) for k in range(24)]
+
+
+def test_swap_depth_explorer_shows_what_rewiring_a_trained_model_changes(nano, face, faces, repo_root):
+    explorer = widgets.SwapDepthExplorer(model=nano, image=face, test_set=faces, n_faces=24,
+                                         ablations=repo_root / "notebooks" / "results" / "ablations_nano.json")
+    assert "stream" in explorer.controls and explorer.shipped["depth"] == 4
+    assert set(explorer.shipped["accuracy"]) == {0, 1, 2, 4}
     explorer.controls["swap_depth"].value = 0
     text = _texts(explorer.figure)
     assert "no swap" in text and "run with its first 0 block(s) swapping" in text
-    assert all(level.swap for block in nano.fusion.blocks for level in block.levels)
-    explorer.controls["stream"].value = "img"          # official tokens: drawn via the spatial variant
-    assert "not spatial" in _texts(explorer.figure)
+    assert "this face: predicts" in text and "trained at that swap depth (ablations_nano.json" in text
+    assert "this model rewired (24 test faces" in text
+    assert all(level.swap for block in nano.fusion.blocks for level in block.levels)     # restored
+    assert set(explorer.accuracies) == {2, 0}                                           # scored as visited
+    _shown_at_natural_size(explorer)
+
+
+def test_swap_depth_explorer_image_keys_follow_swap_depth(nano, face):
+    """The bug: with "keys: image tokens" the maps came from a model rebuilt from the config,
+    which dropped the swap flags the explorer had set; now every panel is the rewired model."""
+    explorer = widgets.SwapDepthExplorer(model=nano, image=face)
+    explorer.controls["stream"].value = "img"
+    explorer.controls["swap_depth"].value = 0
+    text = _texts(explorer.figure)
+    assert "no swap" in text and ", swap)" not in text and "channel slabs" in text
+    with widgets.rewired(nano, 0):
+        expected = compute_attention(nano, face)
+    assert expected.swaps == [False, False]
+    assert np.allclose(explorer._attention(0).maps[(0, 0, "img")], expected.maps[(0, 0, "img")])
+    explorer.controls["swap_depth"].value = 1
+    assert ", swap)" in _texts(explorer.figure) and ", no swap)" in _texts(explorer.figure)
+
+
+def test_rewired_accuracy_is_the_accuracy_of_a_model_built_that_way_and_is_cached(nano, face, faces):
+    explorer = widgets.SwapDepthExplorer(model=nano, image=face, test_set=faces, n_faces=24)
+    twin = build_model("poster-nano", depth=2, swap_depth=0).eval()
+    twin.load_state_dict(nano.state_dict())
+    inputs, targets = explorer._faces()
+    with torch.no_grad():
+        expected = (twin(inputs).argmax(-1) == targets).float().mean().item()
+    calls = []
+    hook = nano.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        assert explorer.accuracy_at(0) == pytest.approx(expected)
+        scored = len(calls)
+        assert explorer.accuracy_at(0) == pytest.approx(expected) and len(calls) == scored    # cached
+    finally:
+        hook.remove()
+    assert set(explorer.accuracy_at_every_depth()) == {0, 1, 2}
 
 
 def test_pyramid_explorer_checkboxes(tmp_path):
@@ -83,6 +139,7 @@ def test_pyramid_explorer_checkboxes(tmp_path):
     assert explorer.dims() == (128, 32)
     assert "2 level(s), dims [128, 32]" in _texts(explorer.figure)
     assert "poster-nano" in explorer.size_html.value
+    _shown_at_natural_size(explorer)
     explorer.save(tmp_path / "pyramid.png")
     assert Image.open(tmp_path / "pyramid.png").size[0] > 500
 
@@ -98,6 +155,21 @@ def test_face_designer_redraws_and_predicts(nano):
     assert len(bars) == len(CLASSES)
     assert sum(bar.get_width() for bar in bars) == pytest.approx(1.0, abs=1e-4)
     assert "model says:" in designer.figure.axes[1].get_title()
+    _shown_at_natural_size(designer)
+    # 01's face was drawn about 2.3x its size when a flex box stretched it: its own size now
+    assert widgets.png_size(bytes(widgets.FaceDesigner().picture.value))[0] < 500
+
+
+def _upload(control, name, kind, content: bytes) -> None:
+    """What the browser does when a file is chosen, in the value format of the installed ipywidgets."""
+    import ipywidgets
+
+    if ipywidgets.__version__.startswith("7."):     # read-only there, a dict by file name
+        control.set_trait("value", {name: {"metadata": {"name": name, "type": kind, "size": len(content)},
+                                           "content": content}})
+    else:
+        control.value = ({"name": name, "type": kind, "size": len(content), "content": memoryview(content),
+                          "last_modified": NOW},)
 
 
 def test_upload_predictor_reads_uploads_and_reports_bad_files(nano, face):
@@ -105,15 +177,17 @@ def test_upload_predictor_reads_uploads_and_reports_bad_files(nano, face):
     buffer = io.BytesIO()
     Image.fromarray(face).save(buffer, format="PNG")
     upload = predictor.controls["upload"]
-    upload.value = ({"name": "me.png", "type": "image/png", "size": buffer.tell(),
-                     "content": memoryview(buffer.getvalue()), "last_modified": NOW},)
+    _upload(upload, "me.png", "image/png", buffer.getvalue())
     assert len(predictor.results) == 1 and predictor.results[0]["source"] == "me.png"
     face_result = predictor.results[0]["faces"][0]
     assert face_result["label"] in CLASSES
     assert predictor.figure.axes[0].patches                  # the box is drawn
-    upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5,
-                     "content": memoryview(b"hello"), "last_modified": NOW},)
+    _upload(upload, "notes.txt", "text/plain", b"hello")
     assert "notes.txt" in predictor.status.value and "not an image" in predictor.status.value
+    # ipywidgets 7 hands uploads over as {file name: {"metadata": ..., "content": bytes}}
+    predictor._changed({"owner": upload, "new": {"old.png": {"metadata": {"name": "old.png"},
+                                                              "content": buffer.getvalue()}}})
+    assert predictor.results[0]["source"] == "old.png"
     if not widgets.in_colab():
         with pytest.raises(widgets.UserError, match="Colab"):
             widgets.webcam_snapshot()
@@ -137,6 +211,9 @@ def test_confusion_explorer_picks_a_cell(face):
     explorer.controls["predicted"].value = 0
     count = int(((targets == 0) & (predictions == 0)).sum())
     assert f"true Surprise → predicted Surprise: {count} samples" in _texts(explorer.figure)
+    _shown_at_natural_size(explorer)
+    # 06's explorer was squeezed to about half its size: now it fits a notebook's output as it is
+    assert widgets.png_size(bytes(explorer.picture.value))[0] <= 950
 
 
 def test_static_fallback_is_offered_beside_the_widget():
@@ -146,3 +223,14 @@ def test_static_fallback_is_offered_beside_the_widget():
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert base64.b64decode(bundle["image/png"]).startswith(PNG_SIGNATURE)
     assert "text/html" not in bundle          # HTML would outrank the PNG where widgets cannot render
+
+
+def test_widget_view_for_ipywidgets_7_and_8():
+    explorer = widgets.pyramid_explorer(preset="poster-nano", size_presets=None)
+    view = widgets._widget_view(explorer.widget)["application/vnd.jupyter.widget-view+json"]
+    assert view["model_id"] == explorer.widget.model_id
+
+    class Seven:                              # ipywidgets 7 widgets have no _repr_mimebundle_
+        model_id = "abc"
+    assert widgets._widget_view(Seven()) == {"application/vnd.jupyter.widget-view+json":
+                                             {"version_major": 2, "version_minor": 0, "model_id": "abc"}}
