@@ -45,7 +45,9 @@ def _read(source, index: int, array_channel_order: str):
         return name, np.asarray(to_rgb(source, name))
     if isinstance(source, np.ndarray):
         return name, np.asarray(array_to_rgb(source, array_channel_order, where=name))
-    raise TypeError(f"predict takes image paths, bytes, PIL images or numpy arrays, got {type(source).__name__}")
+    hint = " (for an H x W x 3 tensor pass tensor.numpy(); for 3 x H x W, tensor.permute(1, 2, 0).numpy())" \
+        if type(source).__name__ == "Tensor" else ""
+    raise TypeError(f"predict takes image paths, bytes, PIL images or numpy arrays, got {type(source).__name__}{hint}")
 
 
 def _inputs(images) -> list:

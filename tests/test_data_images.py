@@ -212,6 +212,8 @@ def test_predict_refuses_bad_images_and_options_naming_them(tmp_path, nano):
         predict(_pattern(), model=nano, margin=-0.5)
     with pytest.raises(UserError, match="batch_size must be"):
         predict(_pattern(), model=nano, batch_size=0)
+    with pytest.raises(TypeError, match=r"got Tensor \(for an H x W x 3 tensor pass tensor.numpy\(\)"):
+        predict(torch.zeros(3, 64, 64), model=nano)
     data = _save(Image.fromarray(_pattern(64, 64)), tmp_path / "ok.png").read_bytes()
     [result] = predict(data, model=nano, detect_faces=False)           # the bytes of a file, as uploads come
     assert result["source"] == "image 0" and result["faces"][0]["box"] == (0, 0, 64, 64)

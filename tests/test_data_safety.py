@@ -380,3 +380,7 @@ def test_data_check_on_folders_reports_mismatches_ignored_files_and_empty_classe
     assert "train: no images of" in notes and "Anger" in notes
     assert "1 hidden file(s) skipped" in notes and "1 file(s) that are not images" in notes and ".txt" in notes
     assert report.splits["train"]["per_class"]["Happiness"] == 2
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "nothing" / ".DS_Store").write_text("x")
+    with pytest.raises(UserError, match="nothing is empty"):
+        check_dataset(tmp_path / "nothing")

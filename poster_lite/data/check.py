@@ -70,6 +70,8 @@ def detect_layout(root) -> str:
         pass
     if any(d.is_dir() and datasets._visible(d.name) for d in root.iterdir()):
         return "folder"
+    if not any(datasets._visible(p.name) for p in root.iterdir()):
+        raise UserError(f"{root} is empty: put a data set there (layouts in data/README.md)")
     loose = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     hint = f" ({len(loose)} images lie directly in it: put them in one folder per class)" if loose else ""
     raise UserError(f"cannot tell which data set {root} holds{hint}: expected EmoLabel/ and Image/aligned/ "
