@@ -131,7 +131,7 @@ def rewired(model, swap_depth: int):
 
 
 def shipped_swap_ablation(path) -> dict | None:
-    """The swap-depth rows of an ablation grid file (notebooks/results/ablations_nano.json):
+    """The swap-depth rows of an ablation grid file (`pl.shipped.ablation_results_file()`):
     {"accuracy": {swap_depth: [test accuracy per seed]}, "depth", "n_test", "file"}; None
     when the file is missing or has no such rows."""
     import json

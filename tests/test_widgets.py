@@ -84,7 +84,7 @@ def faces():
 
 def test_swap_depth_explorer_shows_what_rewiring_a_trained_model_changes(nano, face, faces, repo_root):
     explorer = widgets.SwapDepthExplorer(model=nano, image=face, test_set=faces, n_faces=24,
-                                         ablations=repo_root / "notebooks" / "results" / "ablations_nano.json")
+                                         ablations=repo_root / "poster_lite" / "shipped" / "ablations_nano.json")
     assert "stream" in explorer.controls and explorer.shipped["depth"] == 4
     assert set(explorer.shipped["accuracy"]) == {0, 1, 2, 4}
     explorer.controls["swap_depth"].value = 0

@@ -16,7 +16,7 @@ Rows (all poster-nano at depth 4 unless the row changes it):
   Figure 1  depth 1, 2, 6 (4 = the base row)
   Table 1   pyramid_dims (128,), (128, 64), (128, 64, 32, 16) ((128, 64, 32) = the base row)
 Every row runs once per seed before any row repeats, so a run cut short by the
-budget still has every row. Results go to notebooks/results/ablations_nano.json
+budget still has every row. Results go to poster_lite/shipped/ablations_nano.json
 (rewritten atomically after every row) with the settings, date, machine and commit.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from poster_lite.ablation import BASE_DEPTH, ROW_IDS, ROWS, cached_features, run
 from poster_lite.engine import NANO_LR
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "notebooks" / "results" / "ablations_nano.json"
+RESULTS = REPO / "poster_lite" / "shipped" / "ablations_nano.json"     # package data: 07 reads it on Colab too
 
 PROTOCOL_NOTE = (
     "Frozen-backbone protocol: both nano backbones were pretrained on SynthFER (identity for IR-50, "

@@ -18,8 +18,9 @@ import sys
 
 import nbformat
 
+import project_home
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-COLAB = "https://colab.research.google.com/github/poster-lite/poster-lite/blob/main/notebooks/"
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
@@ -30,6 +31,11 @@ tr { border-bottom: 1px solid #ddd; } th { border-bottom: 2px solid #888; }
 .ok { color: #1a7f37; } .failed { color: #c62828; } .none { color: #999; }
 .small { font-size: .85rem; color: #666; }
 """
+
+
+def colab_link(name: str) -> str:
+    """The Colab link of notebooks/<name>, from the project's home (pyproject.toml [project.urls])."""
+    return project_home.colab_url(f"notebooks/{name}")
 
 
 def describe(path: pathlib.Path) -> tuple[str, str]:
@@ -65,7 +71,7 @@ def build(tour_dir: pathlib.Path, book_dir: pathlib.Path) -> pathlib.Path:
         items.append(
             f'<tr><td class="num">{path.stem[:2]}</td>'
             f'<td>{link}<br><span class="desc">{html.escape(description)}</span><br>'
-            f'<span class="small"><a href="{COLAB}{path.name}">open in Colab</a></span></td>'
+            f'<span class="small"><a href="{colab_link(path.name)}">open in Colab</a></span></td>'
             f"<td>{state}</td><td>{result}</td></tr>")
     prep = rows.get("(prepare shared caches)")
     if prep:      # the tour's first step: what the notebooks share (backbones, trained models, features)

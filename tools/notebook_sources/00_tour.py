@@ -31,14 +31,18 @@ DATA = "synthfer"        # the faces shown and scored: "synthfer" or a data set 
 MODEL = "poster-nano"    # size knob: the trained model of section 3 ("poster-nano" trains on a CPU)
 
 # %%
-# Setup. On Colab this installs poster-lite (the only cell that downloads anything);
+# Setup. On Colab this installs poster-lite from an archive of the project's repository (or
+# whatever pip requirement $POSTER_LITE_INSTALL names: a wheel, a tag's archive, a fork);
 # locally, `make lab` has already installed it into the project's .venv.
+import os
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/poster-lite/poster-lite"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", os.environ.get(
+        "POSTER_LITE_INSTALL", "https://github.com/poster-lite/poster-lite/archive/refs/heads/main.zip")], check=True)
+    # Keep SynthFER and trained models on your Drive across runtimes (uncomment; Colab asks for access):
+    # from google.colab import drive; drive.mount("/content/drive"); os.environ["POSTER_LITE_DATA"] = "/content/drive/MyDrive/poster-lite"
 
 
 import matplotlib.pyplot as plt

@@ -31,17 +31,21 @@ SMOKE = 0                   # 1: the quickest run that still touches every cell 
 DEVICE = "auto"             # "auto" (a GPU if there is one), "cpu" or "cuda"
 DATA = "synthfer"           # the grid and the live row use SynthFER (real data sets: section 6)
 LIVE_ROW = "image-only-nano"  # size knob: which row of the grid to retrain live (see the table of rows)
-RESULTS = "results/ablations_nano.json"   # the shipped grid, relative to notebooks/ (`make ablations` rewrites it)
+RESULTS = ""               # "": the grid shipped inside poster-lite (`make ablations` rewrites it); or a grid file's path
 
 # %%
-# Setup. On Colab this installs poster-lite (the only cell that downloads anything);
+# Setup. On Colab this installs poster-lite from an archive of the project's repository (or
+# whatever pip requirement $POSTER_LITE_INSTALL names: a wheel, a tag's archive, a fork);
 # locally, `make lab` has already installed it into the project's .venv.
+import os
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/poster-lite/poster-lite"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", os.environ.get(
+        "POSTER_LITE_INSTALL", "https://github.com/poster-lite/poster-lite/archive/refs/heads/main.zip")], check=True)
+    # Keep SynthFER and trained models on your Drive across runtimes (uncomment; Colab asks for access):
+    # from google.colab import drive; drive.mount("/content/drive"); os.environ["POSTER_LITE_DATA"] = "/content/drive/MyDrive/poster-lite"
 
 import json
 import math
@@ -101,10 +105,13 @@ print(f"SMOKE={SMOKE}")
 # image features for its own fusion, so a trend that depends on fine-tuning would not show here.
 
 # %%
-results_path = (ROOT / "notebooks" / RESULTS) if not Path(RESULTS).is_absolute() else Path(RESULTS)
-if not results_path.exists():
-    raise FileNotFoundError(f"{results_path} is missing: run `make ablations` (see its docstring for the time) "
-                            "or check out the shipped file")
+# The grid ships inside the package (poster_lite/shipped/, read through importlib.resources), so a
+# pip-installed poster-lite (Colab) has it too.
+from poster_lite.shipped import ablation_results_file
+
+results_path = Path(RESULTS) if RESULTS else ablation_results_file()
+if not results_path.is_file():
+    raise FileNotFoundError(f"{results_path} is missing: `make ablations` (in a clone of the repository) writes it")
 grid = json.loads(results_path.read_text())
 settings = grid["settings"]
 print(f"{results_path.name}: {len(grid['runs'])} trained rows, made {grid['date']} "
