@@ -6,8 +6,11 @@ a network without reading any file.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
+
+from .config_v2 import FAMILY as FAMILY_V2
+from .config_v2 import V2_PRESETS, PosterV2Config, make_v2_config
 
 IMAGE_TOKEN_MODES = ("official", "spatial")
 
@@ -195,11 +198,19 @@ PRESETS = {
 }
 
 
-def make_config(name: str = "poster-l", **overrides) -> PosterConfig:
-    """The config of a preset, with any field overridden by keyword."""
+# POSTER V2 has its own config class and presets (config_v2.py). ALL_PRESETS names
+# every model this package builds; PRESETS stays POSTER (V1) only, since code that
+# iterates it expects PosterConfig fields.
+ALL_PRESETS = {**PRESETS, **V2_PRESETS}
+
+
+def make_config(name: str = "poster-l", **overrides):
+    """The config of a preset, with any field overridden by keyword (a PosterV2Config for V2 names)."""
     key = name.lower()
+    if key in V2_PRESETS:
+        return make_v2_config(key, **overrides)
     if key not in PRESETS:
-        raise ValueError(f"Unknown model name {name!r}. Known presets: {', '.join(PRESETS)}")
+        raise ValueError(f"Unknown model name {name!r}. Known presets: {', '.join(ALL_PRESETS)}")
     known = {f.name for f in fields(PosterConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -211,4 +222,12 @@ def make_config(name: str = "poster-l", **overrides) -> PosterConfig:
     return PosterConfig(**values).validate()
 
 
-__all__ = ["PosterConfig", "PRESETS", "make_config", "IMAGE_TOKEN_MODES", "replace"]
+def config_from_dict(d: dict):
+    """A config saved by `to_dict` (e.g. in a checkpoint's metadata), of either family."""
+    if d.get("family") == FAMILY_V2:
+        return PosterV2Config.from_dict(d)
+    return PosterConfig.from_dict(d)
+
+
+__all__ = ["PosterConfig", "PosterV2Config", "PRESETS", "ALL_PRESETS", "make_config", "config_from_dict",
+           "IMAGE_TOKEN_MODES", "replace"]

@@ -1,4 +1,5 @@
 """The supplement's Tables 3 and 4: parameter counts exactly, FLOPs within 3%."""
+import pandas as pd
 import pytest
 
 import poster_lite as pl
@@ -21,6 +22,18 @@ def test_poster_sizes(table, name):
     assert row[("FLOPs (G)", "ours")] == pytest.approx(gflops, rel=0.03)
 
 
+def test_poster_v2_row_both_ways(table):
+    """POSTER V2's paper counts thop's way (active parameters, multiply-adds): its row shows those
+    beside the paper's 43.7M / 8.4G, and the stored parameters / FLOPs with attention beside them."""
+    row = table.loc["poster-v2"]
+    assert row[("", "exact params")] == 58_316_594                 # all stored (POSTER_V2_FACTS.md)
+    assert row[("", "exact active params")] == 43_724_311          # thop's count, the paper's 43.7M
+    assert row[("active params (M)", "paper")] == 43.7 and row[("MACs (G)", "paper")] == 8.4
+    assert row[("MACs (G)", "ours")] == pytest.approx(8.482, rel=0.01)       # thop: 8,482,266,176
+    assert row[("FLOPs (G)", "ours")] == pytest.approx(17.185, rel=0.01)     # FlopCounterMode: 17,184,997,888
+    assert pd.isna(row[("params (M)", "paper")])        # the V2 paper gives no stored-parameter count
+
+
 def test_image_only_within_1m_of_paper(table):
     assert abs(table.loc["image-only"][("params (M)", "ours")] - 50.8) < 1.0
 
@@ -39,4 +52,4 @@ def test_complexity_cli(capsys):
     assert main(["complexity", "--model", "poster-nano"]) == 0
     assert "parameters" in capsys.readouterr().out
     assert main(["complexity", "--model", "poster-xl"]) == 2
-    assert "known presets" in capsys.readouterr().err
+    assert "known presets" in capsys.readouterr().err.lower()

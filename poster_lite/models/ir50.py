@@ -92,6 +92,15 @@ class IRBackbone(nn.Module):
             x = stage(x)
         return x
 
+    def stage_outputs(self, x: torch.Tensor) -> list:
+        """The output of every stage (POSTER V2's three image scales: 56, 28, 14 at 112 px)."""
+        x = self.stem(x)
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Identity embedding of the full IR-50 (needs stage 4 and the head)."""
         if self.stage4 is None or self.embedding_head is None:

@@ -91,5 +91,18 @@ class MobileFaceNet(nn.Module):
             x = stage(x)
         return self.features(x)
 
+    def stage_outputs(self, x: torch.Tensor) -> list:
+        """Every stage's output, then `features` (POSTER V2 reads the first two and the last).
+
+        At 112 px: 28x28, 14x14, 7x7 stage maps (the release's conv_3, conv_4, conv_5)
+        and the 7x7 conv_6_sep map.
+        """
+        x = self.stem_dw(self.stem(x))
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs + [self.features(x)]
+
     def landmarks(self, features: torch.Tensor) -> torch.Tensor:
         return self.landmark_head(features)

@@ -234,16 +234,25 @@ def load_official_weights(model: nn.Module, source, verbose: bool = True) -> dic
         whole POSTER;
       - `ir50.pth` (a raw IR-50 state dict): the image backbone; its stage-4 keys have no
         place in POSTER and are reported as unused;
-      - `mobilefacenet_model_best.pth.tar` ({'state_dict': ...}): the landmark backbone.
+      - `mobilefacenet_model_best.pth.tar` ({'state_dict': ...}): the landmark backbone;
+      - the POSTER V2 release's checkpoints and state dicts (same forms): the whole V2
+        (models/official_v2.py). A V1 file for a V2 model, or the reverse, is refused by name.
     `model` is a POSTER model, or a bare IRBackbone / MobileFaceNet (pretraining).
     """
     from .ir50 import IRBackbone
     from .mobilefacenet import MobileFaceNet
+    from .official_v2 import is_v1_release, is_v2_release, load_v2_release, to_classic_ir_layout
     from .poster import PosterModel
+    from .poster_v2 import PosterV2Model
 
     where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the given checkpoint"
-    sd = _as_state_dict(read_checkpoint(source), where)
+    # An IR-50 in V2's layout (body1-3) reads as the classic one (body.N).
+    sd = to_classic_ir_layout(_as_state_dict(read_checkpoint(source), where))
     keys = list(sd)
+    # Whole POSTER V2 files, and whole V1 files offered to a V2 model (refused by name):
+    # official_v2.py. Backbone files go through the branches below for either model.
+    if is_v2_release(keys) or (isinstance(model, PosterV2Model) and is_v1_release(keys)):
+        return load_v2_release(model, sd, where)
     report = {"source": where, "unused": []}
 
     if any(k.startswith(("ir_back.", "pyramid_fuse.", "face_landback.")) for k in keys):
@@ -252,7 +261,7 @@ def load_official_weights(model: nn.Module, source, verbose: bool = True) -> dic
         _copy_strict(model, sd, lambda k: release_key(k, model.config), where, _poster_hints(model.config, sd))
         report.update(kind="poster", loaded=len(sd))
     elif any(k.startswith(("input_layer.", "body.")) for k in keys):
-        target = model.image_backbone if isinstance(model, PosterModel) else model
+        target = model.image_backbone if isinstance(model, (PosterModel, PosterV2Model)) else model
         if not isinstance(target, IRBackbone):
             raise TypeError(f"{where} holds an IR-50; load it into a POSTER model or an IRBackbone")
         # Units past POSTER's three stages (stage 4) are allowed to go unused.
@@ -264,7 +273,7 @@ def load_official_weights(model: nn.Module, source, verbose: bool = True) -> dic
         report["unused"] = _copy_strict(target, sd, lambda k: ir_release_key(k, units), where, allow_unused=later)
         report.update(kind="ir50", loaded=len(sd) - len(report["unused"]))
     elif any(k.startswith(("conv1.", "conv_6_sep.", "conv2_dw.")) for k in keys):
-        target = model.landmark_backbone if isinstance(model, PosterModel) else model
+        target = model.landmark_backbone if isinstance(model, (PosterModel, PosterV2Model)) else model
         if not isinstance(target, MobileFaceNet):
             raise TypeError(f"{where} holds a MobileFaceNet; load it into a POSTER model (not image-only) "
                             "or a MobileFaceNet")
@@ -283,7 +292,11 @@ def to_release_state_dict(module: nn.Module, config=None) -> dict:
     """Our state dict renamed into the release's layout (POSTER, IR-50 or MobileFaceNet)."""
     from .ir50 import IRBackbone
     from .mobilefacenet import MobileFaceNet
+    from .official_v2 import v2_release_state_dict
+    from .poster_v2 import PosterV2Model
 
+    if isinstance(module, PosterV2Model):
+        return v2_release_state_dict(module)
     sd = module.state_dict()
     if isinstance(module, IRBackbone):
         units = [len(s.units) for s in module.stages]
