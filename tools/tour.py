@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import json
 import logging
 import pathlib
@@ -106,10 +107,31 @@ def execute(path: pathlib.Path, out_dir: pathlib.Path, parameters: dict,
     return row
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def static_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook as a static page shows it: without live widgets.
+
+    papermill saves the widget state in the executed notebook, and with that state nbconvert
+    renders each explorer as a live widget, which a static page cannot run: an empty box. Without
+    the state (and without the widget view where an output has a picture too), nbconvert falls
+    back to the next format of each output: the explorer's PNG of its current setting.
+    """
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data and len(data) > 1:
+                del data[WIDGET_VIEW]
+    return nb
+
+
 def write_html(nb: nbformat.NotebookNode, target: pathlib.Path) -> None:
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    body, _ = HTMLExporter().from_notebook_node(static_copy(nb))
     target.write_text(body, encoding="utf-8")
 
 
