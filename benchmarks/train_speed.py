@@ -17,9 +17,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from poster_lite import build_model
-from poster_lite.engine import Recipe, make_optimizer, pick_device, pick_precision, train_one_epoch
+from poster_lite.device import pick_device, resolve_precision
 from poster_lite.losses import PosterLoss
 from poster_lite.sam import SAM
+from poster_lite.training.loop import train_one_epoch
+from poster_lite.training.recipe import Recipe, make_optimizer
 
 
 def images_per_second(model_name: str, precision: str, device: torch.device, batch_size: int, steps: int,
@@ -64,7 +66,7 @@ def main() -> None:
         batch = args.batch_size or (64 if gpu else 32 if nano else 8)
         steps = args.steps or (20 if gpu else 5 if nano else 2)
         for requested in args.precisions:
-            precision = pick_precision(requested, device)
+            precision = resolve_precision(requested, device)
             speed = images_per_second(name, precision, device, batch, steps, sam=not args.no_sam)
             label = precision if requested != "auto" else f"{precision} (auto)"
             print(f"{name:<14}{label:<13}{batch:>6}{speed:>10.1f}", flush=True)

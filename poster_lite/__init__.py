@@ -22,12 +22,13 @@ __version__ = "0.1.0"
 
 # name -> module that defines it, imported on first access
 _LAZY = {
-    "train": "engine", "evaluate": "evaluation",
+    "train": "training", "evaluate": "evaluation",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
-    "pretrain_backbones": "pretrain", "trained_model": "zoo",
+    "pretrain_backbones": "pretrain", "trained_model": "model_cache",
     "SAM": "sam", "PosterLoss": "losses",
 }
-_SUBMODULES = ("data", "viz", "widgets", "lab_checks", "engine", "zoo", "bench", "notebook")
+_SUBMODULES = ("data", "viz", "widgets", "lab_checks", "training", "model_cache", "bench", "notebook",
+               "device")
 
 __all__ = ["PosterConfig", "PRESETS", "make_config", "PosterModel", "build_model",
            "load_official_weights", "complexity", "size_table", "fast", "predict", *_LAZY, *_SUBMODULES]

@@ -29,10 +29,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .config import GRID_CELLS
 from .errors import UserError
 from .models.poster import build_model, image_tokens_from_map
 
 BASE_DEPTH = 4     # the base row: poster-nano at 4 blocks, so that swap depths 0/1/2/4 all mean something
+# The IR-50's last stage gives a 14x14 map; 2x2 cells of it make each of the GRID_CELLS image tokens.
+IMAGE_MAP_SIDE = 14
+IMAGE_MAP_CELLS = IMAGE_MAP_SIDE * IMAGE_MAP_SIDE            # 4 x GRID_CELLS
 
 # (row id, preset, config overrides, {ablation: the value this row stands for}).
 # The base row belongs to every ablation at once. Rows run in this order (most important
@@ -97,11 +101,11 @@ def _pack(model, images: torch.Tensor) -> torch.Tensor:
     x = model._backbone_input(images)
     fmap = model.image_backbone(x)                                   # B x C x 14 x 14
     landmarks = model.landmark_backbone(x)                           # B x 128 x 7 x 7
-    return torch.cat([fmap.flatten(1), landmarks.flatten(1)], 1)     # B x (C*196 + 128*49)
+    return torch.cat([fmap.flatten(1), landmarks.flatten(1)], 1)     # B x (C*14*14 + 128*GRID_CELLS)
 
 
 def _extract(model, dataset, transform, views: int, device, desc: str, batch_size: int = 128) -> torch.Tensor:
-    from .fast import autocast, resolve_precision
+    from .device import autocast, resolve_precision
 
     precision = resolve_precision("auto", device)
     out = []
@@ -129,7 +133,7 @@ def cached_features(preset: str = "poster-nano", train_views: int = 4, device=No
     from . import data as data_module
     from .data import transforms
     from .data.synthfer import STAMP_FILE
-    from .fast import pick_device
+    from .device import pick_device
     from .pretrain import backbone_folders, load_pretrained_backbones
 
     torch.manual_seed(0)
@@ -188,12 +192,13 @@ class FusionOnFeatures(nn.Module):
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
         m = self.model
         B = packed.shape[0]
-        n_image = self.image_channels * 14 * 14
-        fmap = packed[:, :n_image].reshape(B, self.image_channels, 14, 14)             # B x C x 14 x 14
+        n_image = self.image_channels * IMAGE_MAP_CELLS
+        side = IMAGE_MAP_SIDE
+        fmap = packed[:, :n_image].reshape(B, self.image_channels, side, side)         # B x C x 14 x 14
         img = m.image_proj(image_tokens_from_map(fmap, m.config.image_tokens))          # B x 49 x d
         lm = None
         if m.landmark_backbone is not None:
-            lm = packed[:, n_image:].reshape(B, self.landmark_channels, 49).transpose(1, 2)  # B x 49 x 128
+            lm = packed[:, n_image:].reshape(B, self.landmark_channels, GRID_CELLS).transpose(1, 2)  # B x 49 x 128
         return m.head(m.se(m.fusion(img, lm)))
 
 
@@ -202,17 +207,18 @@ def run_row(row_id: str, features: dict, seed: int = 0, epochs: int = 8, batch_s
     """Train one ablation row on cached features; test its validation-selected epoch once."""
     import time
 
-    from .engine import NANO_LR, train
+    from .training import train
+    from .training.recipe import default_lr
 
     _, preset, overrides, _ = find_row(row_id)
     classes = features["train"].classes
     torch.manual_seed(seed)
     model = build_model(preset, num_classes=len(classes), **overrides)
     image_channels = model.config.image_token_dim // 4
-    n_image = image_channels * 196
-    landmark_channels = (features["train"].views.shape[-1] - n_image) // 49
+    n_image = image_channels * IMAGE_MAP_CELLS
+    landmark_channels = (features["train"].views.shape[-1] - n_image) // GRID_CELLS
     net = FusionOnFeatures(model, image_channels, landmark_channels)
-    recipe = {"lr": NANO_LR, **recipe}
+    recipe = {"lr": default_lr(model.config), **recipe}
     started = time.perf_counter()
     history = train(net, features["train"], features["val"], epochs=epochs, batch_size=batch_size,
                     test_set=features["test"], progress=progress, seed=seed, out_dir=out_dir,

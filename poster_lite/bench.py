@@ -16,9 +16,12 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import atomic_write
 from .complexity import complexity
-from .fast import autocast, explicit_attention_for_training, fast, pick_device, resolve_precision
-from .models.poster import build_model
+from .config import make_config
+from .device import explicit_attention_for_training, pick_device, resolve_precision
+from .fast import fast
+from .models import build_model
 
 
 def _sync(device):
@@ -66,63 +69,54 @@ def _summary(seconds: list, batch: int) -> dict:
     return {"images_per_s": statistics.median(rates), "min": rates[0], "max": rates[-1]}
 
 
-def sam_step_fn(model, batch, device, precision: str, channels_last: bool):
-    """One training step of the recipe (SAM around Adam, CE + 2 x smoothed CE)."""
+def sam_step_fn(name: str, model, batch, device, precision: str, channels_last: bool):
+    """One training step of the recipe, as pl.train takes it (SAM around Adam at the
+    preset's default lr, CE + 2 x smoothed CE, bf16 CPU steps through explicit attention)."""
     from .losses import PosterLoss
     from .sam import SAM
+    from .training.loop import training_step
+    from .training.recipe import Recipe, default_lr, make_optimizer
 
     model.train().to(device)
-    explicit_attention_for_training(model, device, precision)      # as pl.train does
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
-    sam = SAM(torch.optim.Adam(params, lr=4e-5), rho=0.05)
-    criterion = PosterLoss()
+    recipe = Recipe(lr=default_lr(name))
+    optimizer = make_optimizer(model, recipe)
+    sam = SAM(optimizer, recipe.rho)
+    criterion = PosterLoss(recipe.smoothing, recipe.smoothing_weight)
     x, y = batch
-    x = x.to(device)
+    x, y = x.to(device), y.to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = y.to(device)
 
     def step():
-        with autocast(device, precision):
-            loss = criterion(model(x), y)
-        loss.backward()
-        sam.ascend()
-        with autocast(device, precision):
-            criterion(model(x), y).backward()
-        sam.restore()
-        sam.base.step()
-        sam.base.zero_grad(set_to_none=True)
+        with explicit_attention_for_training(model, device, precision):
+            training_step(model, x, y, criterion, optimizer, sam, precision=precision)
     return step
 
 
 def _test_faces(n: int, quick: bool, transform=None):
     """SynthFER's test split: the default set when it is on disk; otherwise a full run
     generates it (about 3 minutes, once), while a quick run draws a small set of its own
-    (under a second) so that `--quick` stays quick on a fresh clone. None without data."""
-    try:
-        from .data import DEFAULT_SET, data_dir, load
-        from .data.synthfer import is_current
-    except ImportError:
-        return None
+    (under a second) so that `--quick` stays quick on a fresh clone."""
+    from .data import DEFAULT_SET, data_dir, load
+    from .data.synthfer import is_current
+
     small = quick and not is_current(data_dir() / "synthfer", **DEFAULT_SET)
     extra = dict(n_train=8, n_val=8, n_test=n, progress=False) if small else {}
     return load("synthfer", split="test", transform=transform, **extra)
 
 
 def sample_faces(n: int, size: int, quick: bool = False):
-    """n SynthFER test faces at `size` as (images, labels), else None."""
+    """n SynthFER test faces at `size` as (images, labels)."""
     from .data.transforms import eval_transform
 
     ds = _test_faces(n, quick, eval_transform(size))
-    if ds is None:
-        return None
     idx = range(min(n, len(ds)))
     return torch.stack([ds[i][0] for i in idx]), torch.tensor([ds[i][1] for i in idx])
 
 
-def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict | None:
+def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict:
     """Images/s of the input pipeline alone, in this process: decode only, then decode +
     eval transform, then decode + the training augmentation (one core's worth).
 
@@ -133,8 +127,6 @@ def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict | None:
     from .data.transforms import eval_transform, train_transform
 
     ds = _test_faces(n, quick)
-    if ds is None:
-        return None
     idx = list(range(min(n, len(ds))))
     out = {"images": len(idx), "source_size": list(ds[0][0].size), "size": size}
     for name, transform in (("decode", None), ("decode + eval transform", eval_transform(size)),
@@ -174,7 +166,7 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
     devices = devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "cpu_count": os.cpu_count()}, "rows": [], "peaks": {}}
+                          "cpu_count": os.cpu_count()}, "rows": [], "peaks": {}, "agreement": []}
     log = print if verbose else (lambda *a, **k: None)
     for dev_name in devices:
         device = pick_device(dev_name)
@@ -194,83 +186,93 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
                 from .checkpoint import load_checkpoint
                 model = load_checkpoint(checkpoint)
             model.eval().to(device)
-            size = model.config.input_size
             flops = complexity(model)["flops"]
             t0 = time.perf_counter()
             fast_model = fast(model, device=device, compile=compile)
-            build_s = time.perf_counter() - t0
+            setting = dict(name=name, device=device, fast_precision=fast_precision, flops=flops, peaks=peaks)
             for bs in batches.get(name, [4]):
-                x = torch.randn(bs, 3, size, size, device=device)
-                compile_s = None
-                if compile:
-                    t0 = time.perf_counter()
-                    fast_model(x)
-                    compile_s = time.perf_counter() - t0
-
-                def faithful():
-                    with torch.no_grad():
-                        model(x)
-                times = _interleaved({"faithful": faithful, "fast": lambda: fast_model(x)},
-                                     device, warmup, repeats, 1 if name == "poster-l" else 2)
-                row = {"device": device.type, "model": name, "mode": "inference", "batch": bs,
-                       "fast_precision": fast_precision, "gflops_per_image": flops / 1e9,
-                       "faithful": _summary(times["faithful"], bs), "fast": _summary(times["fast"], bs),
-                       "fast_build_s": build_s, "compile_s": compile_s}
-                _finish_row(row, flops, peaks, fast_precision)
-                result["rows"].append(row)
-                log(_line(row))
-            # One training step with SAM: both passes fwd+bwd (~3x forward each), at the larger
-            # batch (training batches are large; the quick mode takes the small one). "fast" is
-            # what pl.train(precision="auto") does; channels-last is measured as a candidate.
-            bs = batches.get(name, [4])[0 if quick else -1]
-            data = (torch.randn(bs, 3, size, size), torch.randint(0, model.config.num_classes, (bs,)))
-            steps = {}
-            for label, precision, channels_last in (("faithful", "fp32", False), ("fast", fast_precision, False),
-                                                    ("fast + channels-last", fast_precision, True)):
-                if quick and channels_last:
-                    continue
-                torch.manual_seed(0)
-                steps[label] = sam_step_fn(build_model(name), data, device, precision, channels_last=channels_last)
-            times = _interleaved(steps, device, 1, max(2, repeats - 2), 1)
-            row = {"device": device.type, "model": name, "mode": "train step (SAM)", "batch": bs,
-                   "fast_precision": fast_precision, "gflops_per_image": 6 * flops / 1e9,
-                   "faithful": _summary(times["faithful"], bs), "fast": _summary(times["fast"], bs)}
-            if "fast + channels-last" in times:
-                row["fast_channels_last"] = _summary(times["fast + channels-last"], bs)
-            _finish_row(row, 6 * flops, peaks, fast_precision)
+                result["rows"].append(_inference_row(model, fast_model, bs, compile, time.perf_counter() - t0,
+                                                     warmup, repeats, **setting))
+                log(_line(result["rows"][-1]))
+            # The larger batch for training (training batches are large; the quick mode takes the small one).
+            row = _training_row(batches.get(name, [4])[0 if quick else -1], quick, repeats, **setting)
             result["rows"].append(row)
             log(_line(row) + (f" | channels-last {row['fast_channels_last']['images_per_s']:.1f} img/s"
                               if "fast_channels_last" in row else ""))
-            # Agreement between the paths on SynthFER faces (or random inputs without data).
-            faces = sample_faces(64 if quick else 512, size, quick)
-            images = faces[0] if faces is not None else torch.randn(64, 3, size, size)
-            agree = agreement(model, fast_model, images)
-            entry = {"device": device.type, "model": name, "inputs": "synthfer" if faces is not None else "random",
-                     "top1_agreement": agree["top1_agreement"], "max_logit_diff": agree["max_logit_diff"],
-                     "n": agree["n"], "trained": bool(checkpoint and name == "poster-nano")}
-            if faces is not None and entry["trained"]:
-                y = faces[1][: agree["n"]]
-                entry["faithful_accuracy"] = (agree["faithful_pred"] == y).float().mean().item()
-                entry["fast_accuracy"] = (agree["fast_pred"] == y).float().mean().item()
-            result.setdefault("agreement", []).append(entry)
+            entry = _agreement_entry(model, fast_model, name, device, quick, bool(checkpoint and name == "poster-nano"))
+            result["agreement"].append(entry)
             log(f"  agreement {name} on {entry['n']} {entry['inputs']} inputs: top-1 "
                 f"{100 * entry['top1_agreement']:.1f}%, max |logit diff| {entry['max_logit_diff']:.4f}"
                 + (f", accuracy {100 * entry['faithful_accuracy']:.2f}% vs {100 * entry['fast_accuracy']:.2f}%"
                    if "fast_accuracy" in entry else ""))
             del model, fast_model
-    pipe = pipeline_speed(112, n=64 if quick else 512, quick=quick)
-    if pipe is not None:
-        result["pipeline"] = pipe
-        log(f"[data] SynthFER {pipe['source_size'][0]} px JPEGs to {pipe['size']} px, one core: "
-            + ", ".join(f"{k} {v:.0f} img/s" for k, v in pipe.items() if isinstance(v, float)))
+    pipe = result["pipeline"] = pipeline_speed(112, n=64 if quick else 512, quick=quick)
+    log(f"[data] SynthFER {pipe['source_size'][0]} px JPEGs to {pipe['size']} px, one core: "
+        + ", ".join(f"{k} {v:.0f} img/s" for k, v in pipe.items() if isinstance(v, float)))
     if out:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, out)
+        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
         log(f"saved {out}")
     return result
+
+
+def _inference_row(model, fast_model, bs, compile, build_s, warmup, repeats, name, device, fast_precision,
+                   flops, peaks) -> dict:
+    """Faithful and fast inference on one batch size, interleaved."""
+    size = model.config.input_size
+    x = torch.randn(bs, 3, size, size, device=device)
+    compile_s = None
+    if compile:
+        t0 = time.perf_counter()
+        fast_model(x)
+        compile_s = time.perf_counter() - t0
+
+    def faithful():
+        with torch.no_grad():
+            model(x)
+    times = _interleaved({"faithful": faithful, "fast": lambda: fast_model(x)},
+                         device, warmup, repeats, 1 if name == "poster-l" else 2)
+    row = {"device": device.type, "model": name, "mode": "inference", "batch": bs,
+           "fast_precision": fast_precision, "gflops_per_image": flops / 1e9,
+           "faithful": _summary(times["faithful"], bs), "fast": _summary(times["fast"], bs),
+           "fast_build_s": build_s, "compile_s": compile_s}
+    _finish_row(row, flops, peaks, fast_precision)
+    return row
+
+
+def _training_row(bs, quick, repeats, name, device, fast_precision, flops, peaks) -> dict:
+    """One training step with SAM: both passes fwd+bwd (~3x forward each). "fast" is what
+    pl.train(precision="auto") does; channels-last is measured as a candidate."""
+    size, classes = make_config(name).input_size, make_config(name).num_classes
+    data = (torch.randn(bs, 3, size, size), torch.randint(0, classes, (bs,)))
+    steps = {}
+    for label, precision, channels_last in (("faithful", "fp32", False), ("fast", fast_precision, False),
+                                            ("fast + channels-last", fast_precision, True)):
+        if quick and channels_last:
+            continue
+        torch.manual_seed(0)
+        steps[label] = sam_step_fn(name, build_model(name), data, device, precision, channels_last)
+    times = _interleaved(steps, device, 1, max(2, repeats - 2), 1)
+    row = {"device": device.type, "model": name, "mode": "train step (SAM)", "batch": bs,
+           "fast_precision": fast_precision, "gflops_per_image": 6 * flops / 1e9,
+           "faithful": _summary(times["faithful"], bs), "fast": _summary(times["fast"], bs)}
+    if "fast + channels-last" in times:
+        row["fast_channels_last"] = _summary(times["fast + channels-last"], bs)
+    _finish_row(row, 6 * flops, peaks, fast_precision)
+    return row
+
+
+def _agreement_entry(model, fast_model, name, device, quick, trained) -> dict:
+    """Agreement between the paths on SynthFER test faces (and their accuracy for a trained model)."""
+    faces = sample_faces(64 if quick else 512, model.config.input_size, quick)
+    agree = agreement(model, fast_model, faces[0])
+    entry = {"device": device.type, "model": name, "inputs": "synthfer",
+             "top1_agreement": agree["top1_agreement"], "max_logit_diff": agree["max_logit_diff"],
+             "n": agree["n"], "trained": trained}
+    if trained:
+        y = faces[1][: agree["n"]]
+        entry["faithful_accuracy"] = (agree["faithful_pred"] == y).float().mean().item()
+        entry["fast_accuracy"] = (agree["fast_pred"] == y).float().mean().item()
+    return entry
 
 
 def _finish_row(row, flops_per_image, peaks, fast_precision):

@@ -21,6 +21,7 @@ which is reordered into the package's class order on loading).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -42,20 +43,58 @@ AFFECTNET_ORDER = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgu
 
 
 def atomic_write(path, write) -> Path:
-    """Call write(temp_path), then rename the temporary file onto `path`."""
+    """Call write(temp_path), then rename the temporary file onto `path`.
+
+    A failed write (a full disk, no permission) leaves `path` as it was and raises
+    OSError naming `path`; torch.save reports a full disk as a RuntimeError, so that too.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, f"could not write {path}: {e.strerror}") from None
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes private files; use the usual mode
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        _remove_quietly(tmp)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        raise OSError(getattr(e, "errno", None) or errno.EIO, f"could not write {path}: {reason}") from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove_quietly(tmp)
         raise
     return path
+
+
+def _remove_quietly(path) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def load_weights_only(path, what: str = "checkpoint"):
+    """torch.load(path, weights_only=True); a file it refuses is a UserError that says why.
+
+    A file holding pickled Python objects is refused, never loaded another way: unpickling
+    can run any code. (torch's own message suggests weights_only=False; we do not.)
+    """
+    import re
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch's messages advise weights_only=False: say why instead
+        text = str(e)
+    found = re.search(r"GLOBAL (\S+)", text)
+    if found:
+        raise UserError(f"{path} holds a pickled Python object ({found.group(1)}) beside its tensors; "
+                        "poster-lite does not load those (unpickling can run code). Ask for the "
+                        f"{what} as a plain state dict of tensors, or save it with save_checkpoint")
+    cut = " (it looks cut off or corrupt)" if "zip archive" in text else ""
+    raise UserError(f"{path} is not a readable {what}: not a PyTorch file of tensors{cut}")
 
 
 def _umask() -> int:
@@ -106,11 +145,7 @@ def read_checkpoint_file(path) -> dict:
                         f"(a training run's folder holds the checkpoints `last` and `best`)")
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"{path} is not a readable checkpoint (torch.load with weights_only=True "
-                        f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    obj = load_weights_only(path)
     if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
         return {"release": obj, "path": str(path)}
     if obj.get("version", 0) > VERSION:

@@ -14,7 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .fast import autocast
+from .device import autocast, pick_device, resolve_precision
+from .errors import check_number
 
 
 class Transformed(Dataset):
@@ -47,8 +48,6 @@ def as_tensors(dataset, size: int, channel_order: str = "rgb", train: bool = Fal
     return Transformed(dataset, make(size=size, channel_order=channel_order))
 
 
-autocast_for = autocast      # one autocast helper for training, evaluation and the fast path
-
 
 def model_device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters())).device
@@ -65,7 +64,10 @@ def class_names(model: nn.Module, dataset, num_classes: int) -> list:
 def predict_dataset(model: nn.Module, dataset, batch_size: int = 64, device=None, precision: str = "fp32",
                     progress: bool = False, num_workers: int = 0):
     """(probabilities N x C float64, targets N int) for every sample of `dataset`."""
-    device = torch.device(device) if device is not None else model_device(model)
+    check_number("batch_size", batch_size, low=1, integer=True)
+    check_number("num_workers", num_workers, low=0, integer=True)
+    device = pick_device(device) if device is not None else model_device(model)
+    precision = resolve_precision(precision, device)
     config = getattr(model, "config", None)
     if config is not None:
         order = (getattr(model, "meta", None) or {}).get("channel_order", "rgb")
@@ -79,7 +81,7 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 64, device=None
     probs, targets = [], []
     try:
         for images, labels in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
-            with autocast_for(device, precision):
+            with autocast(device, precision):
                 logits = model(images.to(device))
             if isinstance(logits, (tuple, list)):      # models that also return features
                 logits = logits[0]

@@ -17,6 +17,7 @@ measured (see benchmarks/README.md for what each one bought):
 
 `precision="fp32"` keeps float32 (the faithful path, still with folding and
 inference mode); `fast(model, enabled=False)` is the faithful model itself.
+Device and precision choice live in poster_lite/device.py.
 """
 from __future__ import annotations
 
@@ -27,54 +28,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
-
-
-def pick_device(device=None, local_rank: int = 0) -> torch.device:
-    """The given device, else CUDA (this process's GPU under torchrun), else Apple's MPS, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 matrix instructions (AMX or AVX512-BF16)."""
-    checks = [getattr(torch.backends.mkldnn, "is_available", lambda: False)]
-    try:
-        from torch.cpu import _is_amx_tile_supported, _is_avx512_bf16_supported
-        return bool(checks[0]() and (_is_amx_tile_supported() or _is_avx512_bf16_supported()))
-    except ImportError:  # older torch: read the CPU flags ourselves
-        try:
-            flags = open("/proc/cpuinfo").read()
-        except OSError:
-            return False
-        return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto" -> the fastest precision this device runs well; others are checked."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if os.environ.get("POSTER_LITE_PRECISION") and precision == "auto":
-        precision = os.environ["POSTER_LITE_PRECISION"]
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_bf16() else "fp32"
-    return "fp32"          # MPS: autocast support varies across macOS releases
-
-
-def autocast(device: torch.device, precision: str):
-    """An autocast context for a resolved precision (a no-op for fp32)."""
-    dtype = _DTYPES[precision]
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+from .device import autocast, pick_device, resolve_precision
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -158,19 +112,3 @@ def fast(model: nn.Module, device=None, precision: str = "auto", fold_bn: bool =
     if compile:
         m = torch.compile(m)
     return FastModel(m, device, precision, channels_last).eval()
-
-
-def explicit_attention_for_training(model: nn.Module, device, precision: str) -> list:
-    """Switch POSTER's attention to the explicit softmax path for bf16 training on a CPU.
-
-    PyTorch's fused CPU attention has a slow bf16 backward for POSTER's small heads:
-    poster-nano fwd+bwd 77 img/s fused vs 105 explicit, poster-l 4.5 vs 5.0, the nano
-    fusion alone 45 vs 100 (benchmarks/README.md). Same maths (tests check both paths
-    agree). Returns the switched modules; set their `fused` back to True afterwards.
-    """
-    if torch.device(device).type != "cpu" or precision != "bf16":
-        return []
-    switched = [m for m in model.modules() if getattr(m, "fused", None) is True]
-    for m in switched:
-        m.fused = False
-    return switched

@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write
 from .config import make_config
+from .device import autocast, pick_device, resolve_precision
 from .errors import UserError
-from .evaluation import autocast_for
 
 IMAGE_FILE = "ir50.pth"
 LANDMARK_FILE = "mobilefacenet_model_best.pth.tar"
@@ -101,11 +101,6 @@ def _synthfer(split: str, limit: int | None, root=None):
     return ds, np.arange(n)
 
 
-def _precision(device, precision):
-    from .engine import pick_precision
-    return pick_precision(precision, device)
-
-
 def _fit(parts: nn.Module, loss_of, loader, epochs: int, lr: float, device, precision: str, progress: bool,
          name: str) -> float:
     """A plain Adam + cosine-schedule loop; returns images per second."""
@@ -117,7 +112,7 @@ def _fit(parts: nn.Module, loss_of, loader, epochs: int, lr: float, device, prec
         with tqdm(loader, desc=f"{name} {epoch}/{epochs}", leave=False, disable=not progress) as bar:
             for images, targets in bar:
                 images, targets = images.to(device), targets.to(device)
-                with autocast_for(device, precision):
+                with autocast(device, precision):
                     loss = loss_of(images, targets)
                 if not torch.isfinite(loss):
                     raise RuntimeError(f"{name} pretraining diverged (loss {loss.item()}) at epoch {epoch}; "
@@ -136,12 +131,11 @@ def pretrain_image_backbone(preset: str = "poster-nano", epochs: int = 4, batch_
                             held_out: float = 0.1, seed: int = 0, progress: bool = True, data=None) -> dict:
     """Identity classification (CosFace) on SynthFER's training people; writes ir50.pth."""
     from .data.transforms import eval_transform, train_transform
-    from .engine import pick_device
     from .models.official import to_release_state_dict
 
     torch.manual_seed(seed)
     device = pick_device(device)
-    precision = _precision(device, precision)
+    precision = resolve_precision(precision, device)
     cfg = make_config(preset)
     ds, _ = _synthfer("train", None, data)
     if ds.identities is None:
@@ -170,7 +164,7 @@ def pretrain_image_backbone(preset: str = "poster-nano", epochs: int = 4, batch_
     correct = 0
     with torch.no_grad():
         for images, targets in DataLoader(test_data, batch_size=128):
-            with autocast_for(device, precision):
+            with autocast(device, precision):
                 logits = head(backbone.embed(images.to(device)))
             correct += (logits.argmax(1).cpu() == targets).sum().item()
     out = Path(out_dir) if out_dir is not None else backbone_dir(preset)
@@ -196,7 +190,7 @@ def _landmark_error(net, data, device, precision) -> float:
     net.eval()
     errors = []
     for images, targets in DataLoader(data, batch_size=128):
-        with autocast_for(device, precision):
+        with autocast(device, precision):
             predicted = net.landmarks(net(images.to(device))).float().cpu()
         errors.append(normalised_mean_error(predicted.view(-1, 68, 2), targets.view(-1, 68, 2)))
     return float(torch.cat(errors).mean())
@@ -217,12 +211,11 @@ def pretrain_landmark_backbone(preset: str = "poster-nano", epochs: int = 4, bat
                                precision: str = "auto", seed: int = 0, progress: bool = True, data=None) -> dict:
     """68-landmark regression on SynthFER; NME on the validation people; writes the MobileFaceNet file."""
     from .data.transforms import eval_transform
-    from .engine import pick_device
     from .models.official import to_release_state_dict
 
     torch.manual_seed(seed)
     device = pick_device(device)
-    precision = _precision(device, precision)
+    precision = resolve_precision(precision, device)
     cfg = make_config(preset)
     # No flips: a mirrored face would need its left and right landmarks swapped.
     transform = eval_transform(cfg.backbone_size)

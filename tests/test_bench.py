@@ -24,16 +24,17 @@ def test_quick_benchmark_reports_both_paths(tmp_path):
 
 
 def test_bench_cli_finds_the_cached_trained_model(tmp_path, monkeypatch, capsys):
-    from poster_lite import bench, speed_commands, zoo
+    from poster_lite import bench, model_cache
+    from poster_lite.cli import main
 
     seen = {}
     monkeypatch.setattr(bench, "run", lambda **kw: seen.update(kw))
-    monkeypatch.setattr(zoo, "model_dir", lambda name: tmp_path / name)
-    speed_commands.main(["--quick"])
+    monkeypatch.setattr(model_cache, "model_dir", lambda name: tmp_path / name)
+    main(["bench", "--quick"])
     assert seen["checkpoint"] is None and "no trained poster-nano cached" in capsys.readouterr().out
     (tmp_path / "poster-nano").mkdir()
     (tmp_path / "poster-nano" / "best").write_bytes(b"x")
-    speed_commands.main(["--quick"])
+    main(["bench", "--quick"])
     assert seen["checkpoint"] == str(tmp_path / "poster-nano" / "best")
-    speed_commands.main(["--quick", "--checkpoint", "none"])
+    main(["bench", "--quick", "--checkpoint", "none"])
     assert seen["checkpoint"] is None

@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 torch.set_num_threads(1)
-import poster_lite.engine as engine
+import poster_lite.training.run as run_folder
 from poster_lite import distributed
+from poster_lite.training import train
 
 
 class TinyNet(nn.Module):
@@ -53,17 +54,17 @@ class Data(torch.utils.data.Dataset):
 
 
 writes = []
-original_save = engine.save_checkpoint
+original_save = run_folder.save_checkpoint
 def counting_save(model, path, *args, **kw):
     writes.append(str(path))
     return original_save(model, path, *args, **kw)
-engine.save_checkpoint = counting_save
+run_folder.save_checkpoint = counting_save
 
 out = sys.argv[1]
 torch.manual_seed(0)
 model = TinyNet()
-history = engine.train(model, Data(32, 0), Data(16, 1), epochs=2, batch_size=8, out_dir=out,
-                       test_set=Data(16, 2), precision="fp32", lr=0.02, progress=False)
+history = train(model, Data(32, 0), Data(16, 1), epochs=2, batch_size=8, out_dir=out,
+                test_set=Data(16, 2), precision="fp32", lr=0.02, progress=False)
 rank, world, _ = distributed.setup()
 json.dump({"world": world, "writes": writes, "history": history.drop(columns="images_per_s").to_dict("list")},
           open(f"{out}/rank{rank}.json", "w"))

@@ -1,6 +1,8 @@
 """The training loop on poster-nano with tiny in-memory data: files, selection, NaN stop,
 determinism, and resume after a real kill."""
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -12,9 +14,10 @@ import torch
 
 from poster_lite import build_model
 from poster_lite.checkpoint import load_checkpoint, read_checkpoint_file
-from poster_lite.engine import HISTORY_COLUMNS, TrainingDiverged, pick_precision, cpu_has_bf16, train
+from poster_lite.device import cpu_has_bf16, resolve_precision
+from poster_lite.errors import UserError
 from poster_lite.losses import PosterLoss
-
+from poster_lite.training import HISTORY_COLUMNS, TrainingDiverged, train
 
 # Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,7 +45,9 @@ class Tiny(torch.utils.data.Dataset):
             time.sleep(self.delay)
         return self.images[i], self.targets[i]
 '''
-exec(TINY_DATA)
+_namespace: dict = {}
+exec(TINY_DATA, _namespace)       # one definition for this module and the subprocess script below
+Tiny = _namespace["Tiny"]
 
 
 def tiny_model(seed=0):
@@ -92,10 +97,10 @@ def test_recipe_pieces_switch_and_unknown_options_are_named():
 
 
 def test_auto_precision():
-    assert pick_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_bf16() else "fp32")
-    assert pick_precision("fp16", torch.device("cpu")) == "fp16"
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_bf16() else "fp32")
+    assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
     with pytest.raises(ValueError, match="precision"):
-        pick_precision("fp8", torch.device("cpu"))
+        resolve_precision("fp8", torch.device("cpu"))
 
 
 def test_selection_on_test_is_the_release_protocol():
@@ -128,15 +133,99 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint
     assert all(torch.isfinite(p).all() for p in model.parameters())     # SAM's detour was undone
 
 
+
+def test_a_diverging_bf16_run_leaves_attention_fused(tmp_path):
+    """bf16 training on a CPU switches attention to the explicit path; a run that stops on a
+    NaN must switch it back like a finished one."""
+    model = tiny_model()
+    seen = []
+    attention = next(iter(model.attention_modules().values()))
+    attention.register_forward_pre_hook(lambda module, args: seen.append(module.fused))
+
+    def nan_loss(logits, target):
+        return PosterLoss()(logits, target) * float("nan")
+
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 1"):
+        quick(model, tmp_path, epochs=2, precision="bf16", criterion=nan_loss)
+    assert seen[0] is False                                    # it did train through the explicit path
+    assert all(m.fused for m in model.modules() if hasattr(m, "fused"))
+    assert not (tmp_path / "run.lock").exists()              # and let go of its folder
+
+
+def test_a_run_folder_is_continued_or_replaced_only_when_asked(tmp_path):
+    quick(tiny_model(), tmp_path, epochs=1)
+    best = (tmp_path / "best").read_bytes()
+    with pytest.raises(UserError, match="already holds a training run.*resume=True.*overwrite=True"):
+        quick(tiny_model(), tmp_path, epochs=1)
+    assert (tmp_path / "best").read_bytes() == best           # nothing was touched
+    with pytest.raises(UserError, match="nothing to resume"):
+        quick(tiny_model(), tmp_path / "empty", resume=True)
+    assert not (tmp_path / "empty").exists()
+    with pytest.raises(UserError, match=r"recipe.lr 0.001 -> 0.01"):
+        quick(tiny_model(), tmp_path, epochs=2, resume=True, lr=1e-2)
+    with pytest.raises(UserError, match=r"data.train_images 16 -> 24"):
+        train(tiny_model(), Tiny(24, 0), Tiny(12, 1), epochs=2, batch_size=8, out_dir=tmp_path, resume=True,
+              test_set=Tiny(12, 2), progress=False, lr=1e-3)
+    with pytest.raises(UserError, match=r"model.config.depth 2 -> 3"):
+        torch.manual_seed(0)
+        quick(build_model("poster-nano", num_classes=3, depth=3), tmp_path, epochs=2, resume=True)
+    assert (tmp_path / "best").read_bytes() == best
+    quick(tiny_model(), tmp_path, epochs=2, resume=True)        # the same settings continue
+    assert read_checkpoint_file(tmp_path / "last")["training"]["epoch"] == 2
+    history = quick(tiny_model(), tmp_path, epochs=1, overwrite=True)
+    assert history["epoch"].tolist() == [1] and read_checkpoint_file(tmp_path / "last")["training"]["epoch"] == 1
+
+
+def test_the_lock_refuses_a_second_writer_and_clears_a_dead_ones(tmp_path, capsys):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(UserError, match=f"in use by a training \\(PID {os.getpid()}.*rm {busy / 'run.lock'}"):
+        quick(tiny_model(), busy, epochs=1)
+    assert [p.name for p in busy.iterdir()] == ["run.lock"]
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()                                          # a PID that no longer runs
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "run.lock").write_text(json.dumps({"pid": finished.pid, "host": socket.gethostname()}))
+    quick(tiny_model(), stale, epochs=1)
+    assert f"cleared {stale / 'run.lock'}" in capsys.readouterr().err
+    assert (stale / "last").exists() and not (stale / "run.lock").exists()
+
+
+def test_public_functions_check_their_arguments():
+    import poster_lite as pl
+
+    for bad, words in ((dict(epochs=0), "epochs must be a whole number >= 1, got 0"),
+                       (dict(lr=-1.0), "lr must be a number > 0"), (dict(gamma=2.0), r"gamma must be a number in \(0, 1\]"),
+                       (dict(device="tpu"), "unknown device 'tpu'; this machine has: cpu"),
+                       (dict(sam="yes"), "sam must be True or False")):
+        with pytest.raises(UserError, match=words):
+            quick(tiny_model(), **bad)
+    with pytest.raises(UserError, match="batch_size must be a whole number >= 1"):
+        train(tiny_model(), Tiny(16, 0), Tiny(12, 1), batch_size=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="'cuda' is not available"):
+            quick(tiny_model(), device="cuda")
+    with pytest.raises(UserError, match="batch_size must be a whole number >= 1"):
+        pl.evaluate(tiny_model(), Tiny(4, 0), batch_size=0)
+    with pytest.raises(UserError, match="Known presets: poster-t"):
+        pl.trained_model("poster-xl")
+    with pytest.raises(UserError, match="unknown device"):
+        pl.trained_model("poster-nano", device="tpu")
+
 SCRIPT = TINY_DATA + '''
+import os
 import sys
 torch.set_num_threads(1)
 from poster_lite import build_model
-from poster_lite.engine import train
+from poster_lite.training import train
 out, delay = sys.argv[1], float(sys.argv[2])
 torch.manual_seed(0)
 model = build_model("poster-nano", num_classes=3)
-train(model, Tiny(16, 0, delay=delay), Tiny(12, 1), epochs=3, batch_size=8, out_dir=out, resume=True,
+# resume=True with nothing to resume is an error: resume only a run that wrote `last`.
+resume = os.path.exists(os.path.join(out, "last"))
+train(model, Tiny(16, 0, delay=delay), Tiny(12, 1), epochs=3, batch_size=8, out_dir=out, resume=resume,
       lr=1e-3, progress=False)
 '''
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import poster_lite as pl
-from poster_lite.fast import FastModel, fast, fold_batchnorm, resolve_precision
+from poster_lite.device import resolve_precision
+from poster_lite.fast import FastModel, fast, fold_batchnorm
 
 # bf16 keeps 8 bits of mantissa: logits of a small model drift by ~1e-2.
 BF16_LOGIT_TOL = 0.1

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from poster_lite.ablation import BASE_DEPTH, ROW_IDS, ROWS, cached_features, run_row
-from poster_lite.engine import NANO_LR
+from poster_lite.training.recipe import NANO_LR
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "poster_lite" / "shipped" / "ablations_nano.json"     # package data: 07 reads it on Colab too

@@ -22,6 +22,7 @@ from .datasets import check_same_classes
 from .images import read_image
 from .labels import AFFECTNET_TO_CLASSES, CLASSES, CLASSES_8, FER2013_TO_CLASSES
 from .synthfer import DEFAULT_SET, make_synthfer
+from .subset import Subset, open_data
 
 __all__ = ["CLASSES", "CLASSES_8", "AFFECTNET_TO_CLASSES", "FER2013_TO_CLASSES", "load", "make_synthfer",
            "data_dir", "DATASETS", "read_image", "check_same_classes"]

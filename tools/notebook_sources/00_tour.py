@@ -52,7 +52,7 @@ import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 import poster_lite as pl
-from poster_lite.engine_commands import Subset
+from poster_lite.data.subset import Subset
 from poster_lite.data.transforms import eval_transform
 
 # Seed, device ("auto": a GPU if there is one) and runs/00_tour/ for this notebook's figures and results.

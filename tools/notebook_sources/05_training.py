@@ -131,10 +131,10 @@ plt.show()
 # POSTER-nano and one batch of faces, with every quantity printed.
 
 # %%
+from poster_lite.data.subset import Subset
 from poster_lite.data.transforms import denormalize, eval_transform, train_transform
-from poster_lite.engine import NANO_LR, PAPER_LR
-from poster_lite.engine_commands import Subset
 from poster_lite.losses import LabelSmoothingCrossEntropy, PosterLoss
+from poster_lite.training.recipe import NANO_LR, PAPER_LR
 
 faces = pl.data.load("synthfer", split="train")
 batch_items = [faces[i] for i in Subset(faces, 8 if SMOKE else 16).indices]
@@ -326,10 +326,10 @@ plt.show()
 # scheduler.
 
 # %%
-from poster_lite.engine import Recipe, make_schedule
-from poster_lite.zoo import RECIPES
+from poster_lite.model_cache import RUN_SETTINGS
+from poster_lite.training.recipe import Recipe, make_schedule
 
-nano_epochs = RECIPES["smoke" if SMOKE else "default"]["epochs"]
+nano_epochs = RUN_SETTINGS["smoke" if SMOKE else "default"]["epochs"]
 
 
 def learning_rates(lr, epochs):
@@ -409,7 +409,7 @@ plt.show()
 #
 # - **CPU, or SynthFER** (the default): `MODEL` (POSTER-nano, 112 px input, about 1.9 M
 #   parameters) on SynthFER, through `pl.trained_model`: it trains exactly as described into the
-#   suite's model cache, `poster_lite.zoo.model_dir(MODEL)`, or loads the model from there when
+#   suite's model cache, `poster_lite.model_cache.model_dir(MODEL)`, or loads the model from there when
 #   an earlier run (this notebook, notebook 03 or 06, `make tour`) trained it already. The other
 #   notebooks reuse the same cache.
 # - **A GPU and a real data set** (`DEVICE="cuda"`, `DATA="raf-db"` for instance): the full
@@ -419,8 +419,8 @@ plt.show()
 
 # %%
 from poster_lite.checkpoint import load_checkpoint, read_checkpoint_file
+from poster_lite.model_cache import model_dir
 from poster_lite.viz import load_history, plot_history
-from poster_lite.zoo import model_dir
 
 FULL = device.type == "cuda" and DATA != "synthfer"
 name = (MODEL if not MODEL.endswith("nano") else "poster-l") if FULL else MODEL

@@ -79,7 +79,7 @@ print(f"SMOKE={SMOKE}")
 
 # %%
 from poster_lite.checkpoint import load_checkpoint
-from poster_lite.engine_commands import Subset
+from poster_lite.data.subset import Subset
 from poster_lite.errors import UserError
 
 
@@ -335,7 +335,7 @@ print(f"classes POSTER improves: {int((diagonal_change > 0).sum())} of {len(clas
 print("silhouette by expression / identity: " + "; ".join(
     f"{n} {s['silhouette_expression']:+.3f} / {s['silhouette_identity'] if s['silhouette_identity'] is None else round(s['silhouette_identity'], 3)}"
     for n, s in scores.items()))
-backbones = pl.zoo.cache_root() / "backbones" / MODEL
+backbones = pl.model_cache.cache_root() / "backbones" / MODEL
 print(f"pretrained backbones in {backbones.relative_to(ROOT) if backbones.is_relative_to(ROOT) else backbones}: "
       f"{'yes' if backbones.exists() else 'no'} (the zoo starts from them when they exist at training time)")
 print(f"HEADLINE: {MODEL} {poster_acc:.1%} vs {BASELINE} {baseline_acc:.1%} test accuracy on {DATA} ({gain:+.1f} points)")

@@ -60,13 +60,13 @@ from PIL import Image
 import poster_lite as pl
 from poster_lite.data import CLASSES
 from poster_lite.data.check import check_dataset, format_report
+from poster_lite.data.subset import Subset
 from poster_lite.data.transforms import denormalize, eval_transform
 from poster_lite import widgets
-from poster_lite.engine import NANO_LR
-from poster_lite.engine_commands import Subset
+from poster_lite.model_cache import model_dir
 from poster_lite.models.official import CheckpointMismatch, load_official_weights, to_release_state_dict
+from poster_lite.training.recipe import NANO_LR
 from poster_lite.viz.predictions import plot_predictions
-from poster_lite.zoo import model_dir
 
 # Seed, device ("auto": a GPU if there is one) and runs/08_your_data/ for the fake data set,
 # checkpoints, photos and CSV of this notebook.

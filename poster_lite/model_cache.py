@@ -1,4 +1,4 @@
-"""Trained models for the notebooks: load if trained, else train (and cache).
+"""The cache of locally trained models for the notebooks: load if trained, else train (and cache).
 
 Several notebooks need "a trained POSTER" (the tour, attention maps, evaluation,
 prediction). `trained_model()` returns the cached one from
@@ -14,11 +14,13 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
 # What "trained" means at each scale. Default: the full recipe (SAM, CE + 2 LSCE, Adam 1e-3)
 # for 6 epochs on all 5,000 SynthFER training faces, from the pretrained nano backbones:
 # 12.8 minutes on 2 quiet CPU cores, 60.3% test accuracy (validation 31% after epoch 1,
 # 58.5% after epoch 6, still rising: more epochs pay, at 2 minutes each).
-RECIPES = {
+RUN_SETTINGS = {
     "default": dict(epochs=6, batch_size=64, n_train=None, sam=True),
     # Smoke runs only prove that every cell executes: a few steps, one pass each (no SAM).
     "smoke": dict(epochs=1, batch_size=16, n_train=48, sam=False),
@@ -39,10 +41,8 @@ def model_dir(name: str, smoke: bool = False, **overrides) -> Path:
 
 
 def _subset(ds, n):
-    if n is None or n >= len(ds):
-        return ds
-    from .engine_commands import Subset
-    return Subset(ds, n)
+    from .data.subset import Subset
+    return ds if n is None or n >= len(ds) else Subset(ds, n)
 
 
 def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str = "auto",
@@ -56,29 +56,39 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
     Returns the model in eval mode with `model.meta` (classes, metrics, history).
     """
     from .checkpoint import load_checkpoint
+    from .config import make_config
     from .data import load
-    from .engine import NANO_LR, PAPER_LR, train
+    from .device import pick_device
     from .models.poster import build_model
     from .pretrain import ensure_pretrained_backbones, load_pretrained_backbones
+    from .training import train
+    from .training.recipe import default_lr
 
     if backbones not in ("auto", "none"):
-        raise ValueError(f"backbones must be 'auto' or 'none', got {backbones!r}")
+        raise UserError(f"backbones must be 'auto' or 'none', got {backbones!r}")
+    try:
+        config = make_config(name, **overrides)      # an unknown name or field fails here, before any work
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
+    if device is not None:
+        device = pick_device(device)                 # an absent device fails here too
     folder = model_dir(name, smoke, **({"backbones": backbones} if backbones != "auto" else {}), **overrides)
     if (folder / "best").exists() and not retrain:
         return load_checkpoint(folder / "best", device=device)
-    recipe = RECIPES["smoke" if smoke else "default"]
+    plan = RUN_SETTINGS["smoke" if smoke else "default"]
     if backbones == "auto" and not smoke:
         # From random backbones a nano POSTER stays near chance on SynthFER (docs/training.md),
         # so "a trained model" starts from pretrained ones, made now if none are cached.
         ensure_pretrained_backbones(name, device=device, progress=progress)
-    train_set = _subset(load("synthfer", split="train"), recipe["n_train"])
-    val_set = _subset(load("synthfer", split="val"), recipe["n_train"] and recipe["n_train"] // 2)
-    test_set = _subset(load("synthfer", split="test"), recipe["n_train"] and recipe["n_train"] // 2)
+    train_set = _subset(load("synthfer", split="train"), plan["n_train"])
+    val_set = _subset(load("synthfer", split="val"), plan["n_train"] and plan["n_train"] // 2)
+    test_set = _subset(load("synthfer", split="test"), plan["n_train"] and plan["n_train"] // 2)
     torch.manual_seed(0)
     model = build_model(name, num_classes=len(train_set.classes), **overrides)
     if backbones == "auto":
         load_pretrained_backbones(model)
-    lr = NANO_LR if name.endswith("nano") else PAPER_LR
-    train(model, train_set, val_set, epochs=recipe["epochs"], batch_size=recipe["batch_size"],
-          out_dir=folder, device=device, test_set=test_set, progress=progress, lr=lr, sam=recipe["sam"])
+    # retrain, or a run that stopped before its first `best`: this cache folder is ours to replace.
+    train(model, train_set, val_set, epochs=plan["epochs"], batch_size=plan["batch_size"], out_dir=folder,
+          device=device, test_set=test_set, progress=progress, lr=default_lr(config), sam=plan["sam"],
+          overwrite=True)
     return load_checkpoint(folder / "best", device=device)

@@ -1,1 +1,0 @@
-"""CLI subcommands that belong to no larger feature module."""

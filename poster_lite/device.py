@@ -1,0 +1,131 @@
+"""Where and in what number format a model runs: one home for training, evaluation and inference.
+
+- `pick_device`: the device asked for (checked: it must exist on this machine), else the
+  best one present (CUDA, then Apple's MPS, then the CPU).
+- `resolve_precision`: "auto" becomes the fastest format the device runs well
+  (bf16 on GPUs and CPUs with bf16 matrix units, fp16 on older GPUs, else fp32).
+- `autocast`: the autocast context of a resolved precision (a no-op for fp32).
+- `explicit_attention_for_training`: a context manager that trains POSTER's attention
+  through its explicit softmax path while bf16 runs on a CPU, and restores the fused
+  path however the block is left (a finished run, a diverged one, Ctrl-C).
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def available_devices() -> list:
+    """The device names this machine can run: cpu, cuda:N for each GPU, mps."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        names.append("mps")
+    return names
+
+
+def pick_device(device=None, local_rank: int = 0) -> torch.device:
+    """The given device if this machine has it, else CUDA (this process's GPU under
+    torchrun), else Apple's MPS, else the CPU. None or "auto" chooses.
+
+    An unknown or absent device raises UserError naming the devices that are here.
+    """
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    here = ", ".join(available_devices())
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"unknown device {device!r}; this machine has: {here}") from None
+    if chosen.type == "cpu":
+        return chosen
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise UserError(f"device {device!r} is not available ({why}); this machine has: {here}")
+        index = local_rank if chosen.index is None else chosen.index
+        if index >= torch.cuda.device_count():
+            raise UserError(f"device {device!r} is not available ({torch.cuda.device_count()} GPU(s)); "
+                            f"this machine has: {here}")
+        return torch.device("cuda", index)
+    if chosen.type == "mps" and _mps_available():
+        return chosen
+    raise UserError(f"device {device!r} is not available; this machine has: {here}")
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (AMX or AVX512-BF16)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        from torch.cpu import _is_amx_tile_supported, _is_avx512_bf16_supported
+    except ImportError:  # an older torch (pyproject allows 2.2): read the CPU flags ourselves
+        try:
+            flags = open("/proc/cpuinfo").read()
+        except OSError:
+            return False
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+    return bool(_is_amx_tile_supported() or _is_avx512_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" -> the fastest precision this device runs well; the others are checked.
+
+    The environment variable POSTER_LITE_PRECISION replaces "auto" (never an explicit choice).
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    from_env = os.environ.get("POSTER_LITE_PRECISION")
+    if from_env and precision == "auto":
+        if from_env not in PRECISIONS:
+            raise UserError(f"POSTER_LITE_PRECISION must be one of {PRECISIONS}, got {from_env!r}")
+        precision = from_env
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return "fp32"          # MPS: autocast support varies across macOS releases
+
+
+def autocast(device: torch.device, precision: str):
+    """An autocast context for a resolved precision (a no-op for fp32)."""
+    dtype = _DTYPES[precision]
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@contextmanager
+def explicit_attention_for_training(model: nn.Module, device, precision: str):
+    """Inside the block, POSTER's attention runs the explicit softmax path if bf16 trains on a CPU.
+
+    PyTorch's fused CPU attention has a slow bf16 backward for POSTER's small heads:
+    poster-nano fwd+bwd 77 img/s fused vs 105 explicit, poster-l 4.5 vs 5.0, the nano
+    fusion alone 45 vs 100 (benchmarks/README.md). Same maths (tests check both paths
+    agree). Every switched module is fused again when the block is left, by any exit.
+    """
+    switched = []
+    if torch.device(device).type == "cpu" and precision == "bf16":
+        switched = [m for m in model.modules() if getattr(m, "fused", None) is True]
+    for m in switched:
+        m.fused = False
+    try:
+        yield switched
+    finally:
+        for m in switched:
+            m.fused = True

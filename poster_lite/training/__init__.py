@@ -1,0 +1,199 @@
+"""Training POSTER: `pl.train`, the paper's recipe by default.
+
+    history = train(model, train_set, val_set, epochs=20, batch_size=32, out_dir="runs/nano")
+
+The pieces, each in its own file:
+- recipe.py: `Recipe` (the optimiser, SAM, loss and schedule settings), `default_lr`;
+- loop.py: `training_step`, `train_one_epoch` and `fit`, the loop itself;
+- run.py: `RunFolder`, the run's files (last, best, history, results, lock, resume).
+
+`train` joins them: it checks its arguments, prepares the data, sets up several
+processes under torchrun, runs `fit` with a RunFolder writing after every epoch,
+and at the end evaluates the best epoch's weights once on the test set.
+
+Choosing the best epoch on the test set, as the authors' release does, makes the
+reported test accuracy the maximum of many noisy measurements, i.e. optimistic.
+It is available as `selection="test"` so that the notebooks can show the gap.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from .. import distributed
+from ..device import explicit_attention_for_training, pick_device, resolve_precision
+from ..errors import UserError, check_number
+from ..evaluation import as_tensors, evaluate, summary
+from ..losses import PosterLoss
+from ..sam import SAM
+from .loop import History, TrainingDiverged, fit
+from .recipe import BATCH_SIZE, EPOCHS, make_optimizer, make_recipe, make_schedule
+from .run import HISTORY_COLUMNS, RunFolder, describe_data, describe_model, row_metrics, seed_everything
+
+__all__ = ["train", "TrainingDiverged", "HISTORY_COLUMNS"]
+
+
+def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, out_dir=None,
+          precision: str = "auto", device=None, *, test_set=None, resume: bool = False, overwrite: bool = False,
+          channel_order: str = "rgb", criterion=None, progress: bool = True, tensorboard: bool = False,
+          **recipe) -> pd.DataFrame:
+    """Train `model`; returns the per-epoch history (a DataFrame).
+
+    Datasets may yield PIL images (the release's augmentation / the eval transform
+    are applied at the model's input size, in `channel_order`) or ready tensors.
+    `batch_size` is the global batch: under torchrun each of N processes takes 1/N.
+    `**recipe` overrides fields of `Recipe` (lr, optimizer, sam, rho, schedule,
+    gamma, smoothing, smoothing_weight, selection, seed, num_workers, weight_decay).
+
+    `out_dir` receives `last`, `best`, history.csv/json and results.json (see run.py);
+    a folder that holds a run needs `resume=True` (continue from `out_dir/last`, with the
+    same model, data and recipe) or `overwrite=True`. On return the model holds the best
+    epoch's weights and `model.meta` (classes, channel_order, config, metrics).
+    `history.attrs` holds best_epoch, selection, val and test (the scalar metrics).
+    """
+    recipe = make_recipe(recipe)
+    _check_arguments(recipe, epochs, batch_size, train_set, val_set, test_set, out_dir, resume, channel_order)
+    rank, world, local_rank = distributed.setup()
+    device = pick_device(device, local_rank)
+    precision = resolve_precision(precision, device)
+    if batch_size % world:
+        raise UserError(f"the global batch size {batch_size} does not split over {world} processes")
+    seed_everything(recipe.seed + rank)      # each process augments differently
+    train_data, val_data, test_data, classes = _prepare_data(model, train_set, val_set, test_set, channel_order)
+    loader = _make_loader(train_data, batch_size, world, rank, recipe, device)
+
+    model.to(device)
+    optimizer = make_optimizer(model, recipe)
+    schedule = make_schedule(optimizer, recipe, epochs)
+    sam = SAM(optimizer, recipe.rho) if recipe.sam else None
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    criterion = criterion or PosterLoss(recipe.smoothing, recipe.smoothing_weight)
+    # POSTER holds parameters its forward never uses (the IR-50 embedding head, the
+    # release's unused class token): DDP must be told not to wait for their gradients.
+    net = model if world == 1 else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
+    meta = {"classes": classes, "channel_order": channel_order, "recipe": asdict(recipe),
+            "precision": precision, "batch_size": batch_size}
+    # What a resume must match (and `last` records).
+    identity = {"recipe": asdict(recipe), "batch_size": batch_size, "model": describe_model(model),
+                "data": describe_data(train_data, val_data, test_data, classes)}
+    run = out_dir if isinstance(out_dir, RunFolder) or out_dir is None else \
+        RunFolder(out_dir, resume, overwrite, main=rank == 0)
+    evaluated = {"val": val_data} if val_data is not None else {}
+    if recipe.selection == "test":
+        evaluated["test"] = test_data
+    with run or nullcontext():
+        history = (run.restore(model, optimizer, schedule, scaler, identity, rank) if run else None) \
+            or History(recipe.selection)
+        if run and tensorboard:
+            run.open_tensorboard()
+        if progress and rank == 0:
+            _announce(model, device, precision, train_data, val_data, batch_size, len(loader), world, history.rows, run)
+        save = (lambda h, better: run.save_epoch(model, h, better, meta, identity, optimizer, schedule, scaler)) \
+            if run else None
+        try:
+            with explicit_attention_for_training(model, device, precision):
+                history = fit(model, loader, optimizer, schedule, criterion, epochs, evaluated, net=net, sam=sam,
+                              scaler=scaler, device=device, precision=precision,
+                              eval_batch_size=max(batch_size // world, 64), history=history, on_epoch=save,
+                              progress=progress)
+        except TrainingDiverged as e:
+            kept = (f"The last good checkpoint is {run.out / 'last'} (epoch {e.epoch - 1})."
+                    if run and e.epoch > 1 else "No checkpoint of this run was written.")
+            raise TrainingDiverged(f"{e} {kept} Lower the learning rate or use precision='fp32'.",
+                                   e.epoch, e.step) from None
+        results, best_metrics = _test_best_epoch(model, history, test_data, run, meta,
+                                                 max(batch_size // world, 64), device, precision)
+    model.meta = dict(meta, epoch=history.best_epoch, metrics=dict(best_metrics, test=results["test"]))
+    if getattr(model, "config", None) is not None:
+        model.meta["config"] = model.config.to_dict()
+    model.eval()
+    frame = pd.DataFrame(history.rows)
+    frame = frame[[c for c in HISTORY_COLUMNS if c in frame] + [c for c in frame if c not in HISTORY_COLUMNS]]
+    frame.attrs.update(results)
+    return frame
+
+
+def _check_arguments(recipe, epochs, batch_size, train_set, val_set, test_set, out_dir, resume, channel_order):
+    check_number("epochs", epochs, low=1, integer=True)
+    check_number("batch_size", batch_size, low=1, integer=True)
+    if recipe.selection == "test" and test_set is None:
+        raise UserError('selection="test" (the release\'s protocol) needs a test_set')
+    if val_set is None and recipe.selection == "val":
+        raise UserError("model selection needs a validation set held out from the training data")
+    if resume and out_dir is None:
+        raise UserError("resume=True needs the out_dir of the interrupted run")
+    if channel_order not in ("rgb", "bgr"):
+        raise UserError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    for split, data in (("training", train_set), ("validation", val_set), ("test", test_set)):
+        if data is not None and len(data) == 0:
+            raise UserError(f"the {split} set is empty")
+
+
+def _prepare_data(model, train_set, val_set, test_set, channel_order):
+    """The three sets as tensors at the model's input size, and the class names."""
+    config = getattr(model, "config", None)
+    size = config.input_size if config is not None else None
+    train_data = as_tensors(train_set, size, channel_order, train=True)
+    val_data = as_tensors(val_set, size, channel_order) if val_set is not None else None
+    test_data = as_tensors(test_set, size, channel_order) if test_set is not None else None
+    num_classes = config.num_classes if config is not None else None
+    classes = list(getattr(train_set, "classes", None) or (getattr(model, "meta", None) or {}).get("classes")
+                   or [str(i) for i in range(num_classes or 0)])
+    if num_classes is not None and len(classes) != num_classes:
+        raise UserError(f"the training set has {len(classes)} classes ({', '.join(classes)}) but the model "
+                        f"was built for {num_classes}; build it with num_classes={len(classes)}")
+    return train_data, val_data, test_data, classes
+
+
+def _make_loader(train_data, batch_size, world, rank, recipe, device) -> DataLoader:
+    # One sampler for one or many processes: the order depends only on (seed, epoch),
+    # so a resumed run and a single-process run see the same global batches.
+    sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=recipe.seed)
+    # drop_last: a final batch of one image would break BatchNorm's batch statistics.
+    loader = DataLoader(train_data, batch_size=batch_size // world, sampler=sampler, drop_last=True,
+                        num_workers=recipe.num_workers, pin_memory=device.type == "cuda")
+    if len(loader) == 0:
+        raise UserError(f"the training set has {len(train_data)} images, fewer than one batch of "
+                        f"{batch_size}; lower the batch size")
+    return loader
+
+
+def _announce(model, device, precision, train_data, val_data, batch_size, steps, world, rows, run) -> None:
+    if rows:
+        tqdm.write(f"resuming {run.out} after epoch {rows[-1]['epoch']}")
+    config = getattr(model, "config", None)
+    name = f"a {config.depth}-block POSTER" if hasattr(config, "depth") else type(model).__name__
+    tqdm.write(f"training {name} on {device} in {precision}: {len(train_data)} train / "
+               f"{len(val_data) if val_data is not None else 0} val images, batch {batch_size}, "
+               f"{steps} steps per epoch" + (f", {world} processes" if world > 1 else ""))
+
+
+def _test_best_epoch(model, history, test_data, run, meta, batch_size, device, precision):
+    """Put the best epoch's weights back, test them once, write results.json.
+
+    Returns (results, the best epoch's metrics)."""
+    if history.best_state is not None:
+        model.load_state_dict(history.best_state)
+    best = next((r for r in history.rows if r["epoch"] == history.best_epoch), history.rows[-1])
+    results = {"best_epoch": history.best_epoch, "selection": history.selection, "val": None, "test": None}
+    if distributed.is_main():
+        if "val_acc" in best:
+            results["val"] = {"accuracy": best["val_acc"], "mean_class_accuracy": best["val_macc"],
+                              "loss": best["val_loss"]}
+        if history.selection == "test":
+            results["test"] = {"accuracy": best["test_acc"], "mean_class_accuracy": best["test_macc"],
+                               "loss": best["test_loss"]}
+        elif test_data is not None:
+            results["test"] = summary(evaluate(model, test_data, batch_size=batch_size, device=device,
+                                               precision=precision))
+        if run:
+            metrics = dict(row_metrics(best), **{f"test_{k}": v for k, v in (results["test"] or {}).items()})
+            run.save_results(model, results, meta, metrics)
+    return distributed.broadcast(results), row_metrics(best)
