@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test lint install notebooks tour book labs ablations bench clean
+.PHONY: lab test lint install notebooks tour book labs ablations zoo colab-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,9 +55,21 @@ labs: $(STAMP)
 	$(PY) tools/make_labs.py
 
 # The nano-scale ablation grid of notebook 07 (about 45 minutes on 2 CPU cores, one seed);
-# rewrites notebooks/results/ablations_nano.json. E.g. make ablations ABLATION_ARGS="--seeds 0 1".
+# rewrites poster_lite/shipped/ablations_nano.json. E.g. make ablations ABLATION_ARGS="--seeds 0 1".
 ablations: $(STAMP)
 	nice -n 10 $(PY) tools/ablations.py $(ABLATION_ARGS)
+
+# The trained models shipped in poster_lite/shipped/ (pretrain + train + export, about 30 minutes
+# on 2 CPU cores; each step skipped when cached). ZOO_ARGS="--export-only" converts the cached
+# trained models only; ZOO_ARGS="--data /tmp/zoo" works in a fresh data folder.
+zoo: $(STAMP)
+	nice -n 10 $(PY) tools/zoo.py $(ZOO_ARGS)
+
+# The notebooks as Colab runs them: the built wheel in a fresh venv with ipywidgets 7.7, only
+# notebooks/ copied out of the repository, 00, 03 and 07 in SMOKE mode through the Colab branch
+# of the setup cell, and every explorer built under ipywidgets 7 (tools/colab_check.py).
+colab-check: $(STAMP)
+	$(PY) tools/colab_check.py $(COLAB_CHECK_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py
