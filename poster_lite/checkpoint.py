@@ -86,7 +86,9 @@ def load_weights_only(path, what: str = "checkpoint"):
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch's messages advise weights_only=False: say why instead
+    except OSError:            # unreadable (permissions, a vanished file): the error names the path
+        raise
+    except Exception as e:     # torch's messages advise weights_only=False: say why instead
         text = str(e)
     found = re.search(r"GLOBAL (\S+)", text)
     if found:

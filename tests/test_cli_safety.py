@@ -4,6 +4,7 @@ One policy (poster_lite/cli/__init__.py): a user's mistake or a problem of the e
 is one or two lines and exit code 2, never a traceback; an internal error is exit code 1,
 with the traceback only behind --debug.
 """
+import argparse
 import errno
 import importlib
 import json
@@ -16,7 +17,7 @@ import time
 import pytest
 import torch
 
-from poster_lite.cli import main
+from poster_lite.cli import build_parser, main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -43,11 +44,24 @@ BAD_COMMANDS = {
     "synthfer": (["synthfer", "--out", "x", "--n-val", "-5"], "--n-val: must be a whole number >= 0"),
     "data check": (["data", "check", "no/such/folder"], "no/such/folder does not exist"),
     "bench": (["bench", "--models", "poster-xl"], "Unknown model name 'poster-xl'"),
+    "fetch-official": (["fetch-official", "--preset", "poster-xl"], "Unknown model name 'poster-xl'"),
 }
 
 
-@pytest.mark.parametrize("command", BAD_COMMANDS, ids=list(BAD_COMMANDS))
+def registered_subcommands() -> list:
+    """Every command the CLI registers ("data check" for a command with actions)."""
+    def subparsers(parser):
+        return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    names = []
+    for name, parser in subparsers(build_parser())[0].choices.items():
+        nested = subparsers(parser)
+        names += [f"{name} {action}" for action in nested[0].choices] if nested else [name]
+    return names
+
+
+@pytest.mark.parametrize("command", registered_subcommands())
 def test_every_subcommand_answers_a_bad_value_with_a_message_and_exit_2(command):
+    assert command in BAD_COMMANDS, f"add a bad value for `poster-lite {command}` to BAD_COMMANDS"
     argv, words = BAD_COMMANDS[command]
     done = cli(*argv)
     assert done.returncode == 2, done.stderr
