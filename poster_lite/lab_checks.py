@@ -32,6 +32,10 @@ class _Mismatch(Exception):
 
 def _verdict(name: str, trial, verbose: bool) -> bool:
     """Run `trial()`; print one verdict for exercise `name`; True if it passed."""
+    # The trials use tiny tensors, for which extra threads only wait on each other (on a busy
+    # machine a check ran 7 to 30 times slower with two threads than with one).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         detail = trial()
     except NotImplementedError as e:
@@ -48,6 +52,8 @@ def _verdict(name: str, trial, verbose: bool) -> bool:
     else:
         message = f"✅ {name}: correct. {detail or ''}".rstrip()
         ok = True
+    finally:
+        torch.set_num_threads(threads)
     if verbose:
         print(message)
     return ok
@@ -632,3 +638,248 @@ def check_macc(fn, verbose: bool = True) -> bool:
                                 f"classes) you returned {got:.4f}, expected {want:.4f}.{hint}")
         return "Matches sklearn's balanced_accuracy_score on imbalanced labels."
     return _verdict("mean class accuracy", trial, verbose)
+
+
+# ------------------------------------------------------ 00: from logits to a verdict
+def check_expression_verdict(fn, verbose: bool = True) -> bool:
+    """`fn(logits, classes, k)` -> the k most probable classes as [(name, probability)], best first.
+
+    Compared with torch.softmax on random logits and on logits of +-1000, where a softmax
+    that does not subtract the largest logit first overflows to NaN.
+    """
+    names = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
+
+    def trial():
+        torch.manual_seed(1)
+        for logits in (torch.randn(7) * 3, torch.tensor([1000.0, 999.0, 0, 0, 0, 0, -1000.0])):
+            got = list(fn(logits.clone(), names, 3))
+            want = torch.softmax(logits.double(), 0)
+            top = torch.argsort(want, descending=True)[:3]
+            if len(got) != 3:
+                raise _Mismatch(f"expected 3 (name, probability) pairs, got {len(got)}")
+            if [name for name, _ in got] != [names[int(i)] for i in top]:
+                raise _Mismatch(f"wrong classes or order: {got}; the most probable comes first")
+            probabilities = [float(p) for _, p in got]
+            if any(np.isnan(probabilities)):
+                raise _Mismatch("NaN probabilities for logits of ±1000. Hint: subtract the largest logit "
+                                "before exp(): the softmax is the same and exp() cannot overflow.")
+            if any(abs(p - float(want[i])) > 1e-6 for p, i in zip(probabilities, top)):
+                raise _Mismatch(f"wrong probabilities: {got}")
+        return "Also for logits of ±1000."
+    return _verdict("expression_verdict", trial, verbose)
+
+
+# ------------------------------------------------------- 01: class weights and splits
+def check_class_weights(fn, verbose: bool = True) -> bool:
+    """`fn(counts)` -> inverse-frequency weights N / (C * n_c), one per class.
+
+    Balanced counts give ones; RAF-DB's training counts give the formula's weights, and
+    every class then weighs the same in total.
+    """
+    from .data.labels import RAF_DB_COUNTS
+
+    def trial():
+        ones = torch.as_tensor(fn([50] * 7), dtype=torch.float64)
+        if tuple(ones.shape) != (7,):
+            raise _Mismatch(f"expected 7 weights, got shape {tuple(ones.shape)}")
+        if not torch.allclose(ones, torch.ones(7, dtype=torch.float64)):
+            raise _Mismatch(f"a balanced set should give all ones, got {ones.numpy().round(3)}")
+        counts = list(RAF_DB_COUNTS["train"])
+        weights = torch.as_tensor(fn(counts), dtype=torch.float64)
+        want = sum(counts) / (len(counts) * torch.tensor(counts, dtype=torch.float64))
+        if not torch.allclose(weights, want, rtol=1e-5):
+            hint = ""
+            if torch.allclose(weights, 1 / torch.tensor(counts, dtype=torch.float64), rtol=1e-5):
+                hint = " Hint: 1 / n_c has the right shape but not the scale: multiply by N / C."
+            raise _Mismatch(f"RAF-DB weights {weights.numpy().round(3)}, expected {want.numpy().round(3)}.{hint}")
+        return f"On RAF-DB fear weighs {float(weights[1]):.2f}, happiness {float(weights[3]):.2f}."
+    return _verdict("class_weights", trial, verbose)
+
+
+def check_split_by_identity(fn, verbose: bool = True) -> bool:
+    """`fn(identities, val_fraction, seed)` -> (train indices, val indices): a partition of all
+    images with no person in both and about `val_fraction` of the people in val, the same
+    for the same seed."""
+    def trial():
+        rng = np.random.default_rng(3)
+        identities = rng.integers(1000, 1100, size=2000)            # 100 people, ~20 images each
+        train_idx, val_idx = (np.asarray(a) for a in fn(identities, 0.2, 0))
+        if len(np.intersect1d(train_idx, val_idx)):
+            raise _Mismatch("an image is in both splits")
+        if not np.array_equal(np.sort(np.concatenate([train_idx, val_idx])), np.arange(len(identities))):
+            raise _Mismatch("the two splits together should hold every image exactly once")
+        shared = set(identities[train_idx]) & set(identities[val_idx])
+        if shared:
+            raise _Mismatch(f"{len(shared)} people appear in both splits, e.g. {sorted(shared)[:3]}. "
+                            "Hint: choose people first, then take all their images.")
+        share = len(set(identities[val_idx])) / len(set(identities))
+        if not 0.15 <= share <= 0.25:
+            raise _Mismatch(f"{share:.0%} of the people are in val, expected about 20%")
+        if not np.array_equal(np.asarray(fn(identities, 0.2, 0)[1]), val_idx):
+            raise _Mismatch("the same seed should give the same split")
+        return f"{len(train_idx)} train / {len(val_idx)} val images, {share:.0%} of the people in val."
+    return _verdict("split_by_identity", trial, verbose)
+
+
+# ------------------------------------------------- 07: how many test faces for a finding
+def check_test_faces_needed(fn, verbose: bool = True) -> bool:
+    """`fn(gap, accuracy)` -> the smallest number n of test faces for which a difference of
+    `gap` between two rows (both fractions) clears notebook 07's noise bar,
+    2 * sqrt(2) * sqrt(p (1 - p) / n): twice the standard error of a difference of two
+    rows of about accuracy p, each measured on n faces."""
+    def bar(p, n):
+        return 2 * np.sqrt(2) * np.sqrt(p * (1 - p) / n)
+
+    def trial():
+        for gap, p in [(0.0085, 0.90), (0.036, 0.45), (0.10, 0.5), (0.02, 0.7)]:
+            got = fn(gap, p)
+            try:
+                n = int(got)
+            except (TypeError, ValueError):
+                raise _Mismatch(f"expected a whole number of faces, got {type(got).__name__}") from None
+            if n != got:
+                raise _Mismatch(f"expected a whole number of faces, got {got}. Hint: round up (math.ceil).")
+            if n >= 1 and bar(p, n) <= gap * (1 + 1e-9) and (n == 1 or bar(p, n - 1) > gap * (1 - 1e-9)):
+                continue
+            want = int(np.ceil(8 * p * (1 - p) / gap ** 2 - 1e-9))
+            hints = {int(np.ceil(4 * p * (1 - p) / gap ** 2)): "the bar is for a difference of two rows, "
+                     "so one row's standard error is multiplied by sqrt(2) (and by 2 for the bar)",
+                     int(np.ceil(2 * p * (1 - p) / gap ** 2)): "the bar is twice the standard error "
+                     "of the difference, not one",
+                     int(np.ceil(8 * p * (1 - p) / (100 * gap) ** 2)): "gap and accuracy are fractions here, "
+                     "not percentage points"}
+            hint = hints.get(n, "")
+            raise _Mismatch(f"for a gap of {gap} at accuracy {p} you returned {n}, expected {want}."
+                            + (f" Hint: {hint}." if hint else ""))
+        return (f"A 0.85-point gap at 90% accuracy needs {int(fn(0.0085, 0.90)):,} test faces per row "
+                "to be a finding.")
+    return _verdict("test_faces_needed", trial, verbose)
+
+
+# ------------------------------------------------------------ 08: AffectNet's labels
+def check_affectnet_to_ours(fn, verbose: bool = True) -> bool:
+    """`fn(label)` -> the package's class index (RAF-DB's order, Contempt last) for an
+    AffectNet label (0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger,
+    7 Contempt). Compared with the loader's own table for all eight labels."""
+    from .data.labels import AFFECTNET_ORDER, AFFECTNET_TO_CLASSES, CLASSES_8
+
+    def trial():
+        got = [fn(label) for label in range(8)]
+        if got == list(range(8)):
+            raise _Mismatch("you returned every label unchanged. Hint: AffectNet counts Neutral first, "
+                            "the package counts Surprise first (RAF-DB's order).")
+        if got == [k + 1 for k in AFFECTNET_TO_CLASSES]:
+            raise _Mismatch("every index is one too high. Hint: the package counts from 0 (RAF-DB's label "
+                            "file counts from 1).")
+        for label, (mine, want) in enumerate(zip(got, AFFECTNET_TO_CLASSES)):
+            if mine != want:
+                name = CLASSES_8[mine] if isinstance(mine, int) and 0 <= mine < len(CLASSES_8) else repr(mine)
+                raise _Mismatch(f"AffectNet's {label} ({AFFECTNET_ORDER[label]}) became {mine} ({name}); "
+                                f"expected {want} ({CLASSES_8[want]})")
+        return "All eight AffectNet labels land on the package's classes."
+    return _verdict("affectnet_to_ours", trial, verbose)
+
+
+# ------------------------------------------------ 09: POSTER V2's window cross-attention
+def check_window_cross_attention(cls_or_fn, verbose: bool = True) -> bool:
+    """POSTER V2's window cross-attention against poster_lite's WindowCrossAttention.
+
+    Either a class, built as `cls(dim=..., num_heads=..., window=...)` with the package's
+    names (`relative_position_bias_table`, (2w-1)^2 x heads; the buffer
+    `relative_position_index`, w*w x w*w; `kv` = Linear(C, 2C), keys then values; `proj`),
+    whose `forward(queries, context)` maps windows x w*w x C to windows x w*w x C; or a
+    function `fn(queries, context, attn)` that computes the output from the layers of
+    `attn`, a WindowCrossAttention. Tried at three sizes with a random bias table, so a
+    missing or transposed position bias, swapped keys and values or a missing scale show.
+    """
+    from .models.window_attention import WindowCrossAttention
+
+    def trial():
+        torch.manual_seed(9)
+        for dim, heads, window, windows in [(32, 2, 4, 3), (24, 3, 3, 2), (16, 1, 5, 1)]:
+            ref = WindowCrossAttention(dim, heads, window, fused=False).eval()
+            _randomise(ref)
+            with torch.no_grad():
+                ref.relative_position_bias_table.normal_()      # zeros at first: any bias would pass
+            cells = window * window
+            queries, context = torch.randn(windows, cells, dim), torch.randn(windows, cells, dim)
+            with torch.no_grad():
+                want = ref(queries, context)
+                got = _as_tensor(_run_window_attention(cls_or_fn, ref, dim, heads, window, queries, context),
+                                 "The attention's output")
+                where = f"With C={dim}, {heads} head(s), a {window}x{window} window: the output"
+                if tuple(got.shape) == tuple(want.shape) and not torch.allclose(got.to(want.dtype), want,
+                                                                               atol=1e-5, rtol=0):
+                    slip = _window_slip(ref, queries, context, got)
+                    if slip:
+                        raise _Mismatch(f"{where} has the right shape but wrong values. Hint: {slip}.")
+                _compare(got, want, where, atol=1e-5)
+        return ("Matches poster_lite's WindowCrossAttention: landmark queries as they are, keys and values "
+                "from one Linear, and the relative position bias of every cell pair.")
+    return _verdict("window cross-attention", trial, verbose)
+
+
+def _run_window_attention(cls_or_fn, ref, dim, heads, window, queries, context):
+    if not inspect.isclass(cls_or_fn):
+        return cls_or_fn(queries, context, ref)
+    wanted = dict(dim=dim, num_heads=heads, window=window)
+    accepted = inspect.signature(cls_or_fn).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        wanted = {k: v for k, v in wanted.items() if k in accepted}
+    mine = _build(cls_or_fn, "your window cross-attention", **wanted)
+    index = dict(mine.named_buffers()).get("relative_position_index")
+    if index is not None:
+        # The buffer is about to be overwritten by poster_lite's: check the student's own first.
+        want = ref.relative_position_index
+        if tuple(index.shape) != tuple(want.shape):
+            raise _Mismatch(f"relative_position_index is {tuple(index.shape)}, expected {tuple(want.shape)}: "
+                            "one row and one column per cell of the window (w*w of each)")
+        if not torch.equal(index.long(), want):
+            hint = ("it is transposed: the offset is (row of the query cell - row of the key cell, and the "
+                    "same for columns), shifted by w-1" if torch.equal(index.long().T, want) else
+                    "index[p, q] = (i_p - i_q + w - 1) * (2w - 1) + (j_p - j_q + w - 1) for cells "
+                    "p = (i_p, j_p) and q = (i_q, j_q), numbered row by row")
+            raise _Mismatch(f"relative_position_index differs from poster_lite's. Hint: {hint}.")
+    _share_weights(mine, ref, "WindowCrossAttention", {
+        "relative_position_index": "register the index with self.register_buffer(...) (persistent): "
+                                   "the release's checkpoints hold it.",
+        "bias_table": "the table has (2w-1)^2 rows (one per offset) and one column per head.",
+        "kv": "keys and values come from one nn.Linear(C, 2C) named kv; the queries have no projection.",
+    })
+    return mine.eval()(queries, context)
+
+
+def _window_by_hand(attn, queries, context, bias="index", swap_kv=False, scale=True):
+    B, N, C = context.shape
+    h = attn.num_heads
+    q = queries.reshape(B, N, h, C // h).transpose(1, 2)
+    k, v = attn.kv(context).reshape(B, N, 2, h, C // h).permute(2, 0, 3, 1, 4)
+    if swap_kv:
+        k, v = v, k
+    scores = q @ k.transpose(-2, -1) * (attn.scale if scale else 1.0)
+    table = attn.relative_position_bias_table
+    if bias == "index":
+        scores = scores + table[attn.relative_position_index].permute(2, 0, 1)
+    elif bias == "transposed":
+        scores = scores + table[attn.relative_position_index.T].permute(2, 0, 1)
+    elif bias == "no permute":
+        scores = scores + table[attn.relative_position_index].reshape(h, N, N)
+    out = scores.softmax(-1) @ v
+    return attn.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+def _window_slip(ref, queries, context, got) -> str:
+    slips = [(dict(bias="none"), "the relative position bias is missing: add table[index] (heads x N x N) "
+                                 "to the scaled scores before the softmax"),
+             (dict(bias="transposed"), "the bias is transposed: use index[query cell, key cell], "
+                                       "not index[key cell, query cell]"),
+             (dict(bias="no permute"), "the bias table[index] is N x N x heads; move the head axis first "
+                                       "(permute(2, 0, 1)) instead of reshaping it"),
+             (dict(swap_kv=True), "keys and values are swapped: the first C outputs of kv are the keys"),
+             (dict(scale=False), "the scores are not scaled by head_dim ** -0.5")]
+    for flags, hint in slips:
+        if ref.num_heads == 1 and "bias" in flags and flags["bias"] == "no permute":
+            continue                  # the same numbers with a single head
+        if torch.allclose(got.to(queries.dtype), _window_by_hand(ref, queries, context, **flags), atol=1e-5):
+            return hint
+    return ""

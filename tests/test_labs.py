@@ -337,6 +337,16 @@ def test_check_hints_name_the_slip(capsys, one_thread):
     assert "one slope per channel" in capsys.readouterr().out
 
 
+def test_a_check_restores_the_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        lab_checks.check_ir_unit(not_done, verbose=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_layer_checks_name_the_differing_parameters(capsys):
     class Renamed(nn.Module):
         def __init__(self, in_ch, out_ch, stride):
@@ -410,16 +420,24 @@ def _imports_before_exercises(cells):
     return "\n".join(imports)
 
 
-def _run_exercises(cells, pairs, capsys):
+def _run_exercises(cells, capsys, tag="solution"):
+    """Run the imports, then in notebook order every cell tagged `tag` or `given` (code an
+    exercise builds on, e.g. the layers whose forward pass the student writes) and every
+    check; [(the check's verdict, what it printed)]."""
     namespace = {"__name__": "lab"}
     exec(_imports_before_exercises(cells), namespace)
     results = []
-    for solution, check in pairs:
-        exec(solution, namespace)
-        *statements, last = ast.parse(check).body
-        exec(compile(ast.Module(statements, []), "check", "exec"), namespace)
-        results.append(eval(compile(ast.Expression(last.value), "check", "eval"), namespace))
-        results[-1] = (results[-1], capsys.readouterr().out)
+    for cell in cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type != "code":
+            continue
+        if tag in tags or "given" in tags:
+            exec(cell.source, namespace)
+        elif "check" in tags:
+            *statements, last = ast.parse(cell.source).body
+            exec(compile(ast.Module(statements, []), "check", "exec"), namespace)
+            verdict = eval(compile(ast.Expression(last.value), "check", "eval"), namespace)
+            results.append((verdict, capsys.readouterr().out))
     return results
 
 
@@ -434,7 +452,9 @@ def test_some_notebooks_have_exercises():
 @pytest.mark.parametrize("path", NOTEBOOKS_WITH_EXERCISES, ids=[p.stem for p in NOTEBOOKS_WITH_EXERCISES])
 def test_instructor_solutions_pass_their_checks(path, capsys):
     cells = _cells(path)
-    for passed, printed in _run_exercises(cells, _exercises(cells), capsys):
+    results = _run_exercises(cells, capsys)
+    assert len(results) == len(_exercises(cells))
+    for passed, printed in results:
         assert passed is True, printed
 
 
@@ -444,7 +464,7 @@ def test_student_stubs_fail_their_checks(path, capsys):
     cells = lab.cells
     pairs = _exercises(cells, tag="exercise")          # make_labs tags the stubbed cells "exercise"
     assert count == len(pairs) == len(_exercises(_cells(path)))
-    for passed, printed in _run_exercises(cells, pairs, capsys):
+    for passed, printed in _run_exercises(cells, capsys, tag="exercise"):
         assert passed is False and "not implemented yet" in printed, printed
 
 
