@@ -1,10 +1,12 @@
-"""Make the student versions of the notebooks: labs/NN_name.ipynb (not committed).
+"""Make the student versions of the notebooks: labs/NN_name.ipynb (committed; `make labs`).
 
 Every code cell tagged `solution` becomes a stub: imports stay, each function and
 class keeps its signature and docstring, and its body becomes
 `raise NotImplementedError("Exercise: ...")`. So the lab still runs top to bottom:
 the self-check after an exercise reports "not implemented yet" instead of the
-notebook stopping. Outputs are cleared.
+notebook stopping. Outputs are cleared, and the Colab badge opens the student version.
+labs/ is committed so that a badge can open it; tests/test_labs_folder.py fails when it
+differs from what this script makes of notebooks/ (run `make labs` after editing a notebook).
 
 The convention the notebooks follow (tests/test_labs.py holds them to it): each
 `solution` cell defines functions or classes (plus imports), and the next code cell,
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import pathlib
+import re
 import sys
 
 import nbformat
@@ -65,6 +68,10 @@ def stub_source(source: str) -> str:
     return header + "\n" + "\n\n\n".join(ast.unparse(n) for n in kept) + "\n"
 
 
+# A Colab link into the repository's notebooks/ folder; the student version's badge opens labs/ instead.
+COLAB_NOTEBOOKS = re.compile(r"(https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/)notebooks/")
+
+
 def make_lab(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
     """(student version of `nb`, number of stubbed cells). `nb` is changed in place."""
     count = 0
@@ -77,6 +84,9 @@ def make_lab(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
                                  "keep magics and shell commands out of solution cells") from None
             cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + ["exercise"]
             count += 1
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = COLAB_NOTEBOOKS.sub(r"\1labs/", cell.source)
     if count:
         banner = nbformat.v4.new_markdown_cell(BANNER)
         banner.id = "lab-banner"

@@ -55,6 +55,7 @@ import pandas as pd
 import torch
 
 import poster_lite as pl
+from poster_lite import lab_checks
 from poster_lite.data import CLASSES
 from poster_lite.data.labels import RAF_DB_COUNTS
 from poster_lite.data.synthfer import ACTION_UNITS, AU_DESCRIPTIONS, draw_face
@@ -77,12 +78,15 @@ print(f"SMOKE={SMOKE}")
 # | test | 3,068 images | the validation set: 500 per class (3,500 / 3,999 images) | 3,589 (private test) |
 # | POSTER | 92.05 % (mean class accuracy 86.03 %) | 67.31 % (7 classes), 63.34 % (8) | — |
 #
+# (Figures from each data set's publication, and POSTER's from its paper.)
+#
 # Two properties make these sets hard, and they explain numbers you will meet in every later
 # notebook.
 #
 # **Class imbalance.** Faces on the web smile. RAF-DB's training split is almost 40 % happy and
 # 2 % fearful; its test split is skewed the same way. A model that says "happy" to everything
-# is right on 38.6 % of RAF-DB's test images without looking at one. That is why the paper
+# is right on 38.6 % of RAF-DB's test images without looking at one (the cell below computes
+# it from the per-class counts). That is why the paper
 # reports **mean class accuracy** (the average of the seven per-class accuracies, where the
 # always-happy model scores 1/7 = 14.3 %) beside plain accuracy. RAF-DB's real per-class counts:
 
@@ -112,7 +116,8 @@ raf.style.format({"train share": "{:.1%}", "test share": "{:.1%}"})
 # muscle movements that people name differently. Fear and surprise share raised brows, wide
 # eyes and an open mouth; disgust and anger share lowered brows. RAF-DB asks about 40 people
 # per image for this reason, and even then many images get split votes; FER2013's single labels
-# are noisier still (human accuracy on it is reported at roughly 65 %). A "wrong" prediction on
+# are noisier still (its authors, Goodfellow et al. 2013, report human accuracy of roughly 65 %).
+# A "wrong" prediction on
 # such an image may be a defensible reading of it.
 #
 # SynthFER lets us *see* the ambiguity, because we control the muscles. Below, one person's
@@ -208,7 +213,7 @@ assert exit_code == 2, "a broken folder should make the check fail"
 # surprise AU1 + AU2 + AU5 + AU26. SynthFER draws faces from exactly this description: each
 # AU moves some of the 68 landmarks by a set amount at intensity 1, the face is rendered around
 # the moved landmarks, and each class is a typical AU combination at a random strength, with
-# some leakage from the classes it is confused with. SynthFER's 15 action units:
+# some leakage from the classes it is confused with. SynthFER's action units (all of them):
 
 # %%
 pd.DataFrame({"action unit": ACTION_UNITS, "movement": [AU_DESCRIPTIONS[a] for a in ACTION_UNITS]}).set_index("action unit").T
@@ -248,7 +253,8 @@ designer
 # %% [markdown]
 # ## 4 · Identities: the same expression on different people
 #
-# Every SynthFER face belongs to one of 300 people, each with their own face shape,
+# Every SynthFER face belongs to one of a few hundred people (section 6 counts them per split),
+# each with their own face shape,
 # proportions, skin tone, hair, glasses or beard, and *resting face* (some people look a little
 # sad or cross when relaxed, as in life). The top row is one expression, happiness, on different
 # people; the bottom row is one person making all seven. The model must learn the top row's
@@ -368,29 +374,7 @@ def class_weights(counts):
     return (counts.sum() / (len(counts) * counts)).float()
 
 # %% tags=["check"]
-def check_class_weights(fn):
-    """Balanced counts give ones; RAF-DB's counts give the formula's weights; weighted totals are equal."""
-    raf_train = [1290, 281, 717, 4772, 1982, 705, 2524]
-    try:
-        ones = torch.as_tensor(fn([50] * 7), dtype=torch.float64)
-        assert ones.shape == (7,), f"expected 7 weights, got shape {tuple(ones.shape)}"
-        assert torch.allclose(ones, torch.ones(7, dtype=torch.float64)), f"a balanced set should give all ones, got {ones}"
-        w = torch.as_tensor(fn(raf_train), dtype=torch.float64)
-        want = sum(raf_train) / (7 * torch.tensor(raf_train, dtype=torch.float64))
-        assert torch.allclose(w, want, rtol=1e-5), f"RAF-DB weights {w.numpy().round(3)}, expected {want.numpy().round(3)}"
-        totals = w * torch.tensor(raf_train, dtype=torch.float64)
-        assert torch.allclose(totals, totals[0].expand(7), rtol=1e-5), "weighted class totals should all be equal"
-    except NotImplementedError:
-        print("⏳ class_weights: not implemented yet. Fill in the exercise cell and run it again.")
-        return False
-    except AssertionError as e:
-        print(f"❌ class_weights: {e}")
-        return False
-    print(f"✅ class_weights: correct. On RAF-DB fear weighs {float(w[1]):.2f}, happiness {float(w[3]):.2f}.")
-    return True
-
-
-check_class_weights(class_weights)
+lab_checks.check_class_weights(class_weights)
 
 # %% [markdown]
 # ### Exercise 2 · An identity-disjoint split
@@ -413,32 +397,7 @@ def split_by_identity(identities, val_fraction=0.2, seed=0):
     return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
 # %% tags=["check"]
-def check_split_by_identity(fn):
-    """A partition of all images, disjoint in people, with about the asked share of people in val."""
-    rng = np.random.default_rng(3)
-    identities = rng.integers(1000, 1100, size=2000)            # 100 people, ~20 images each
-    try:
-        train_idx, val_idx = (np.asarray(a) for a in fn(identities, 0.2, 0))
-        assert len(np.intersect1d(train_idx, val_idx)) == 0, "an image is in both splits"
-        assert np.array_equal(np.sort(np.concatenate([train_idx, val_idx])), np.arange(len(identities))), \
-            "the two splits together should hold every image exactly once"
-        shared = set(identities[train_idx]) & set(identities[val_idx])
-        assert not shared, f"{len(shared)} people appear in both splits, e.g. {sorted(shared)[:3]}"
-        share = len(set(identities[val_idx])) / len(set(identities))
-        assert 0.15 <= share <= 0.25, f"{share:.0%} of the people are in val, expected about 20%"
-        again = fn(identities, 0.2, 0)
-        assert np.array_equal(np.asarray(again[1]), val_idx), "the same seed should give the same split"
-    except NotImplementedError:
-        print("⏳ split_by_identity: not implemented yet. Fill in the exercise cell and run it again.")
-        return False
-    except AssertionError as e:
-        print(f"❌ split_by_identity: {e}")
-        return False
-    print(f"✅ split_by_identity: correct ({len(train_idx)} train / {len(val_idx)} val images, {share:.0%} of people in val).")
-    return True
-
-
-check_split_by_identity(split_by_identity)
+lab_checks.check_split_by_identity(split_by_identity)
 
 # %% [markdown]
 # ## 7 · Augmentation: the release's training pipeline
@@ -522,11 +481,11 @@ assert np.allclose(denormalize(bgr, channel_order="bgr"), denormalize(rgb), atol
 # ## Summary
 #
 # - RAF-DB, AffectNet and FER2013 are photographs labelled by people: skewed towards happy and
-#   neutral faces (RAF-DB's training split is 38.9 % happy and 2.3 % fearful), with labels that are
+#   neutral faces (RAF-DB's training split is 38.9 % happy and 2.3 % fearful: section 1's table), with labels that are
 #   often a judgement call between neighbouring classes. Hence mean class accuracy beside accuracy.
 # - Each set has its own folder layout and label numbering; the loaders map everything to one
 #   class order, and `poster-lite data check` finds missing and broken files before training does.
-# - SynthFER draws faces from action units over 68 landmarks, for 300 people, with identities,
+# - SynthFER draws faces from action units over 68 landmarks, for a few hundred people, with identities,
 #   landmarks, AUs and pose as ground truth. Its splits hold different people, and its default
 #   classes are balanced.
 # - The release augments with flips, Gaussian noise and random erasing, nothing more; and its
@@ -536,14 +495,19 @@ assert np.allclose(denormalize(bgr, channel_order="bgr"), denormalize(rgb), atol
 #
 # ## Exercises
 #
-# 1. *(code, checked above)* `class_weights` for an imbalanced set.
-# 2. *(code, checked above)* `split_by_identity`: people never in two splits.
+# 1. *(code, checked by `lab_checks` above)* `class_weights` for an imbalanced set.
+# 2. *(code, checked by `lab_checks` above)* `split_by_identity`: people never in two splits.
 # 3. `pl.data.load("synthfer", split="train", balance="raf-db")` writes a SynthFER with
 #    RAF-DB's class shares. Count its classes and compare with the RAF-DB table of section 1.
-# 4. Use the face designer to make a face that you find ambiguous between disgust and anger.
-#    Which action units did you use? Compare with `EXPRESSION_AUS` above.
-# 5. What would random erasing do to the landmarks of a face, and why does it not matter for
-#    POSTER's classification training (hint: does POSTER use the landmark *coordinates*)?
+#    *Hint:* `class_table` of section 6 takes a data set name; `np.bincount(ds.targets)` counts
+#    any loaded split.
+# 4. *(open)* Use the face designer to make a face that you find ambiguous between disgust and
+#    anger. Which action units did you use? Compare with `EXPRESSION_AUS` above. *Hint:* start
+#    from the AUs the two classes share (the brows) and move only what differs.
+# 5. *(open)* What would random erasing do to the landmarks of a face, and why does it not
+#    matter for POSTER's classification training? *Hint:* does POSTER use the landmark
+#    *coordinates*, or the landmark network's feature map?
 # 6. Take a face, convert it to BGR by hand (`np.asarray(img)[..., ::-1]`), and run it through
 #    `eval_transform(112, channel_order="bgr")`. Which channel order does the resulting tensor
-#    have? Explain why "converting twice" is as wrong as not converting.
+#    have? Explain why "converting twice" is as wrong as not converting. *Hint:* print the channel
+#    means, as section 8 does.

@@ -18,10 +18,11 @@
 # 4. explain what `swap_depth` changes in a model (the computation) and what it does not (parameters, FLOPs);
 # 5. read the attention weights of a model on a face, and know which of them are maps of the face and which are not.
 #
-# Time: about one lab hour. On a laptop CPU the notebook runs in a minute or two once the suite's
-# small trained model exists; the first notebook that needs it trains it (about 15 minutes on
-# a 2-core CPU, once). With a GPU, `MODEL = "poster-l"` shows the paper-size model instead (training it on
-# SynthFER takes minutes there and hours on a CPU), or pass the authors' weights as `CHECKPOINT`.
+# Time: about one lab hour. On a laptop CPU the notebook runs in minutes once the suite's small
+# trained model exists; the first notebook that needs it trains it once (2.2 minutes for the
+# backbones and 12.8 for the model, measured on an idle 2-core machine: the README's table of
+# times). With a GPU, `MODEL = "poster-l"` shows the paper-size model instead, or pass the
+# authors' weights as `CHECKPOINT`.
 
 # %% tags=["parameters"]
 # Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).
@@ -45,6 +46,7 @@ if "google.colab" in sys.modules:
     # Keep SynthFER and trained models on your Drive across runtimes (uncomment; Colab asks for access):
     # from google.colab import drive; drive.mount("/content/drive"); os.environ["POSTER_LITE_DATA"] = "/content/drive/MyDrive/poster-lite"
 
+import copy
 import math
 
 import matplotlib.pyplot as plt
@@ -205,8 +207,9 @@ plt.show()
 # ## 3 · The query swap: POSTER's cross-fusion block
 #
 # The block sees one sequence of 100 tokens of size $d$: image class token, 49 image tokens,
-# landmark class token, 49 landmark tokens (the class tokens are the means of their streams; see
-# notebook 02). It has two pre-norm transformer branches, one per stream, and each takes its
+# landmark class token, 49 landmark tokens (each class token is the mean of its stream's 49
+# tokens, not a learned token: notebook 04 builds that step of the model and explains why). It has
+# two pre-norm transformer branches, one per stream, and each takes its
 # queries from the **other** stream:
 #
 # | branch | queries | keys and values | the output updates |
@@ -319,10 +322,17 @@ from poster_lite.models.fusion import CrossFusionBlock
 
 torch.manual_seed(1)
 theirs = CrossFusionBlock(dim=512, num_heads=8, mlp_ratio=2.0, num_tokens=100).eval()
-mine = CrossFusionFromScratch(dim=512, num_heads=8, mlp_ratio=2.0, num_tokens=100).eval()
-mine.load_state_dict(theirs.state_dict())                    # strict: every name and shape must agree
-
 tokens = torch.randn(2, 100, 512)
+try:
+    mine = CrossFusionFromScratch(dim=512, num_heads=8, mlp_ratio=2.0, num_tokens=100).eval()
+    mine.load_state_dict(theirs.state_dict())                # strict: every name and shape must agree
+    with torch.no_grad():
+        mine(tokens)
+    built = "built from scratch"
+except NotImplementedError:                                  # the student version before exercise 2
+    mine, built = copy.deepcopy(theirs), "poster_lite's own (exercise 2 is not done yet)"
+    print("Exercise 2 is not done yet: this cell and the next use poster_lite's block in place of yours.")
+
 with torch.no_grad():
     difference = (mine(tokens) - theirs(tokens)).abs().max().item()
 params = sum(p.numel() for p in mine.parameters())
@@ -330,7 +340,7 @@ print(f"input {tuple(tokens.shape)} -> output {tuple(mine(tokens).shape)}")
 print(f"parameters: mine {params:,}, poster_lite {sum(p.numel() for p in theirs.parameters()):,}")
 print(f"largest difference between the outputs: {difference:.2e}")
 assert mine(tokens).shape == tokens.shape and difference < 1e-4
-print(f"HEADLINE: block built from scratch matches poster_lite's to {difference:.1e}")
+print(f"HEADLINE: block {built} matches poster_lite's to {difference:.1e}")
 
 # %% [markdown]
 # Where do the parameters of one block go? Per branch: the key-value projection holds $2d^2$
@@ -412,20 +422,23 @@ swap_table
 # - `"img"`: keys and values are the image tokens; with the swap, the queries (rows) are the
 #   landmark tokens. Row 0 is the landmark class token asking the image.
 # - `"lm"`: keys and values are the landmark tokens, queries are the image tokens. **Row 0 is
-#   the image class token asking the landmark stream**, and columns 1 to 49 are the cells of
-#   MobileFaceNet's $7 \times 7$ feature map: a real map over the face.
+#   the image class token asking the landmark stream.**
 #
-# The columns of `"img"` are *not* a map of the face in the release's layout: its image tokens
-# are a raw reshape of the IR-50 feature map, each token a slab of about five whole channel
-# maps (notebook 02). With `image_tokens="spatial"` they become cells of a $7 \times 7$ grid too.
+# Is row 0 a map over the face? Only where its keys are still the tokens that entered the
+# fusion. The landmark tokens enter as the 49 cells of MobileFaceNet's $7 \times 7$ feature
+# map, so in **block 0, level 0** (the first block's largest level) the 49 weights of row 0
+# fold back onto that grid: a real map over the face. Everywhere else the keys are mixtures,
+# and the cell after the map says why. The image tokens are no map even there in the release's
+# layout: they are a raw reshape of the IR-50 feature map, each token a slab of about five whole
+# channel maps (notebook 02); with `image_tokens="spatial"` they enter as grid cells too.
 #
 # A randomly initialised model attends almost uniformly (its queries and keys are nearly
 # orthogonal), so we want a trained one. With a `CHECKPOINT` the next cell loads it; otherwise
 # it asks `pl.trained_model` for the suite's shared model: loaded in a second from
-# `data/cache/models/` when an earlier notebook trained it, else trained now on SynthFER (about
-# 13 minutes on a 2-core CPU, once, from the pretrained backbones of notebook 02, which it
-# makes first if they are missing). In `SMOKE` mode it is trained for one epoch on 48 images: enough to run every cell,
-# not to learn anything, so expect near-uniform maps then.
+# `data/cache/models/` when an earlier notebook trained it, else trained now on SynthFER, once,
+# from the pretrained backbones of notebook 02, which it makes first if they are missing (the
+# times are in the README). In `SMOKE` mode it is trained for one short epoch on a few dozen
+# images: enough to run every cell, not to learn anything, so expect near-uniform maps then.
 
 # %%
 from poster_lite.data import load
@@ -464,11 +477,11 @@ assert torch.allclose(maps[key].sum(-1), torch.ones(1, model.config.num_heads, 5
 
 # %% [markdown]
 # Each row of an attention matrix sums to one (the assertion above checks it). We take row 0 of
-# the `"lm"` matrices, the image class token's question to the landmark tokens, drop the weight
-# on the landmark class token (column 0), and fold the remaining 49 weights into the $7 \times 7$
-# grid of MobileFaceNet's feature map, averaged over the heads, then stretch the grid over the
-# face. Where the map is bright, the image stream's summary token asked the landmark stream
-# about that part of the face.
+# the `"lm"` matrix of block 0, level 0, the image class token's question to the landmark
+# tokens, drop the weight on the landmark class token (column 0), and fold the remaining 49
+# weights into the $7 \times 7$ grid of MobileFaceNet's feature map, per head and averaged over
+# the heads, then stretch the grid over the face. Where the map is bright, the image stream's
+# summary token asked the landmark stream about that part of the face.
 
 # %%
 def class_token_grid(weights):
@@ -488,29 +501,71 @@ def show_on_face(ax, face, grid, title, vmax):
 
 face = denormalize(x[0].cpu(), channel_order)
 uniform = 1 / 50                    # every key's weight when a row of 50 is uniform
-grids = [class_token_grid(maps[(block, 0, "lm")]).mean(0) for block in range(model.config.depth)]
-vmax = max(float(g.max()) for g in grids)
-fig, axes = plt.subplots(1, 1 + model.config.depth, figsize=(3 * (1 + model.config.depth), 3.3), layout="constrained")
+heads = class_token_grid(maps[(0, 0, "lm")])           # block 0, level 0: heads x 7 x 7
+panels = [(f"head {h + 1}", grid) for h, grid in enumerate(heads)] + [("mean of the heads", heads.mean(0))]
+vmax = float(heads.max())
+fig, axes = plt.subplots(1, 1 + len(panels), figsize=(2.4 * (1 + len(panels)), 3.0), layout="constrained")
 axes[0].imshow(face)
 if test_set.landmarks is not None:
     scale = face.shape[0] / picture.size[0]
     axes[0].scatter(*(test_set.landmarks[index] * scale).T, s=4, c="cyan")
 axes[0].set_title(f"{test_set.classes[label]} (68 landmarks)", fontsize=9)
 axes[0].axis("off")
-for block, grid in enumerate(grids):
-    shown = show_on_face(axes[1 + block], face, grid, f"block {block + 1}, level {model.config.pyramid_dims[0]}\n"
-                         f"max weight {grid.max():.3f} (uniform {uniform:.3f})", vmax)
+for ax, (name, grid) in zip(axes[1:], panels):
+    shown = show_on_face(ax, face, grid, f"{name}\nmax {grid.max():.3f} (uniform {uniform:.3f})", vmax)
 fig.colorbar(shown, ax=axes[1:].tolist(), shrink=0.8, label="attention weight")
-fig.suptitle("image class token → landmark tokens (head average)", fontsize=10)
+fig.suptitle(f"block 0, level 0 (d = {model.config.pyramid_dims[0]}): image class token → landmark tokens, "
+             "the one place where they are still the 7 x 7 grid cells", fontsize=10)
 fig.savefig(RUN_DIR / "attention_on_face.png", dpi=120)
 plt.show()
 
 # %% [markdown]
-# Read such maps with care. A bright cell says where the image class token's *question* found a
-# matching key, in one block and one level, averaged over heads; it does not say that this part
-# of the face decided the expression (the value it fetched may matter little, and later layers
-# may ignore it). Notebook 06 sets attention beside Grad-CAM, which asks the other question: what
+# Read such a map with care. A bright cell says where the image class token's *question* found
+# a matching key, in the first block and the largest level; it does not say that this part of
+# the face decided the expression (the value it fetched may matter little, and later layers may
+# ignore it). Notebook 06 sets attention beside Grad-CAM, which asks the other question: what
 # would change the prediction.
+#
+# **Why no map for the other blocks and levels?** Three operations of the model treat the 100
+# tokens as the *channels* of a 1-D convolution, so each token they output is a weighted sum of
+# all 100 tokens they read:
+#
+# 1. **down** (notebook 04): the smaller pyramid levels are made once, before the first block,
+#    by `Conv1d(100, 100, r, stride r)` over the token axis. Token $i$ of level 1 is already a
+#    mixture of every token of level 0, so even block 0 attends over mixtures at levels 1 and 2.
+# 2. **mixer** (section 3): every block of the RAF-DB release ends with the token mixer
+#    `Conv1d(100, 100, 1)`.
+# 3. **up-add** (notebook 04): every block adds each smaller level back into the next larger
+#    one with a `ConvTranspose1d(100, 100, r, stride r)`, again over the token axis.
+#
+# So from block 1 on, "landmark token $i$" is a learned mixture of all cells of both streams and
+# the class tokens, and its weight drawn over cell $i$ of the face would claim a place the token
+# no longer stands for. The figure below marks, for every block and level, whether the keys are
+# still grid cells, and shows this model's own weights of the three operations (output token by
+# input token): a layer that left each token alone would show only its diagonal; a mixing one
+# spreads weight over whole rows.
+
+# %%
+mixing = pl.viz.plot_token_mixing(model, save=RUN_DIR / "token_mixing.png")
+shares = {name: pl.viz.own_token_share(matrix) for name, matrix in pl.viz.token_mixing(model).items()}
+for name, share in shares.items():
+    verdict = "mixes the tokens" if share < 0.5 else "mostly keeps each token"
+    print(f"{name:7s}: an output token takes {share:.1%} of its weight from its own input token "
+          f"(identity 100%, an even mix {1 / model.config.num_tokens:.0%}): {verdict}")
+mixing
+
+# %% [markdown]
+# Every other (block, level) can still be read as *attention over mixed tokens*: how peaked it
+# is, and which token indices it favours. `pl.viz.plot_attention_overview` draws block 0, level 0
+# over the face and every (block, level) as one row of weights by token index, labelled "grid
+# cells" or "mixed", so that nobody mistakes a row for a map.
+
+# %%
+result = pl.viz.compute_attention(model, picture, channel_order)
+overview = pl.viz.plot_attention_overview(result, stream="lm", save=RUN_DIR / "attention_overview.png")
+overview
+
+# %% [markdown]
 #
 # How peaked is the attention? The entropy of a row measures it: $\log 50 \approx 3.91$ nats for
 # a uniform row over the 50 keys, 0 for a row that looks at a single token. The table lists, for
@@ -523,7 +578,7 @@ def row_entropy(weights):
     return float(-(row * row.log()).sum(-1).mean())
 
 
-entropy = pd.DataFrame([{"block": b + 1, "level": model.config.pyramid_dims[lvl], "branch": stream,
+entropy = pd.DataFrame([{"block": b, "level": f"{lvl} (d {model.config.pyramid_dims[lvl]})", "branch": stream,
                          "entropy (nats)": row_entropy(w)}
                         for (b, lvl, stream), w in maps.items()])
 entropy = entropy.pivot_table(index=["block", "level"], columns="branch", values="entropy (nats)").round(3)
@@ -534,18 +589,18 @@ entropy
 
 # %% [markdown]
 # And the other branch: row 0 of `"img"` is the landmark class token asking the image tokens.
-# In the release's token layout those 49 image tokens are not places on the face, so we show
-# the weights as bars per token rather than pretend they form a map.
+# In the release's token layout those 49 image tokens are not places on the face even in block
+# 0, level 0, so we show the weights there as bars per token rather than pretend they form a map.
 
 # %%
-img_row = maps[(model.config.depth - 1, 0, "img")][0, :, 0, 1:50].mean(0).cpu()
+img_row = maps[(0, 0, "img")][0, :, 0, 1:50].mean(0).cpu()
 fig, ax = plt.subplots(figsize=(9, 2.4), layout="constrained")
 ax.bar(range(1, 50), img_row, color="#4c72b0")
 ax.axhline(uniform, color="grey", ls="--", lw=1, label="uniform")
 ax.set_xlabel(f"image token (image_tokens={model.config.image_tokens!r}: "
               + ("not spatial)" if model.config.image_tokens == "official" else "cells of a 7 x 7 grid)"))
 ax.set_ylabel("weight")
-ax.set_title("last block: landmark class token → image tokens (head average)", fontsize=10)
+ax.set_title("block 0, level 0: landmark class token → image tokens (head average)", fontsize=10)
 ax.legend(fontsize=8)
 fig.savefig(RUN_DIR / "landmark_cls_to_image_tokens.png", dpi=120)
 plt.show()
@@ -553,11 +608,14 @@ plt.show()
 # %% [markdown]
 # **The swap-depth explorer.** Section 4 showed that `swap_depth` rewires a model without
 # touching its weights. The explorer from `poster_lite.widgets` does that live: move the slider
-# and the trained model above is run with only its first blocks swapping, on the same face,
-# beside the block diagram with its parameter and FLOP counts. (Weights trained with every
-# block swapping, run with fewer: expect the prediction to suffer, which is the point.) Where
-# widgets cannot render, the cell shows a picture of the current setting, and the table of
-# section 4 holds the same counts.
+# and the trained model above runs with only its first blocks swapping. It shows what changes:
+# the block diagram with its parameter and FLOP counts (these do not change), the attention of
+# the rewired model (block 0, level 0 over the face, the rest by token index), its class
+# probabilities on this face beside those of the model as trained, and its accuracy on test
+# faces at every swap depth (each scored once and kept), beside the accuracy of models
+# *trained* at that swap depth in the shipped ablation grid of notebook 07
+# (`poster_lite/shipped/ablations_nano.json`; those have 4 blocks and frozen backbones). Where
+# widgets cannot render, the cell shows a picture of the current setting.
 
 # %%
 try:
@@ -565,8 +623,54 @@ try:
 except ImportError:          # an older poster-lite without the widgets: the table above stands in
     SwapDepthExplorer = None
     print("poster_lite.widgets is not available; section 4's table shows the same counts.")
-explorer = SwapDepthExplorer(model=model, image=picture, channel_order=channel_order) if SwapDepthExplorer else None
+from poster_lite.shipped import ablation_results_file
+
+ABLATIONS = ablation_results_file()      # notebook 07's grid, shipped inside poster-lite
+if SwapDepthExplorer:
+    explorer = SwapDepthExplorer(model=model, image=picture, channel_order=channel_order, test_set=test_set,
+                                 n_faces=48 if SMOKE else 300, ablations=ABLATIONS)
+    rewired_accuracy = explorer.accuracy_at_every_depth()     # scores every swap depth once (cached)
+else:
+    explorer = None
 explorer
+
+# %% [markdown]
+# What do the numbers say? The cell below compares each rewired accuracy with the model as
+# trained, against the noise of scoring on this many faces (twice the standard error of a
+# difference, the bar notebook 07 uses), and reads the shipped grid's models trained at each
+# swap depth the same way.
+
+# %%
+if explorer is not None:
+    trained_depth, n_scored = model.config.swap_blocks, explorer.n_scored
+    as_trained = rewired_accuracy[trained_depth]
+    noise = 2 * math.sqrt(2) * math.sqrt(max(as_trained * (1 - as_trained), 1e-4) / n_scored)
+    print(f"{MODEL} as trained (swap_depth {trained_depth}): {as_trained:.1%} on {n_scored} test faces; "
+          f"noise bar for a difference {100 * noise:.1f} points")
+    for depth, accuracy in rewired_accuracy.items():
+        if depth == trained_depth:
+            continue
+        gap = accuracy - as_trained
+        word = "within the noise" if abs(gap) <= noise else ("lower" if gap < 0 else "higher") + ", beyond the noise"
+        print(f"  rewired to swap_depth {depth}: {accuracy:.1%} ({100 * gap:+.1f} points: {word})")
+    if explorer.shipped:
+        trained_at = {k: float(np.mean(v)) for k, v in explorer.shipped["accuracy"].items()}
+        spread = max(trained_at.values()) - min(trained_at.values())
+        n_grid = explorer.shipped["n_test"]
+        p_grid = float(np.mean(list(trained_at.values())))
+        grid_noise = 2 * math.sqrt(2) * math.sqrt(p_grid * (1 - p_grid) / n_grid)
+        print(f"trained at each swap depth ({explorer.shipped['file']}, {explorer.shipped['depth']} blocks): "
+              + ", ".join(f"{k}: {v:.1%}" for k, v in trained_at.items())
+              + f"; largest gap {100 * spread:.1f} points, "
+              + ("within" if spread <= grid_noise else "beyond") + f" that grid's noise bar (~{100 * grid_noise:.1f})")
+
+# %% [markdown]
+# Two different questions hide here. *Rewiring after training* asks whether the weights depend
+# on the wiring they were trained with: a model whose landmark branch learned to answer the
+# image stream's questions receives other questions when its blocks stop swapping, so a large
+# drop says the weights rely on the swap. *Training at each swap depth* (notebook 07, the paper's
+# Table 2) asks whether the wiring changes what the model can learn. The numbers above answer
+# both for this model and this grid; at nano scale, small gaps sit inside the noise bars.
 
 # %% [markdown]
 # ## Summary
@@ -580,25 +684,41 @@ explorer
 #   projected*, from the other stream's normed tokens; a Conv1d over the token axis mixes the
 #   100 tokens at the end. You built it and matched the package to float precision.
 # - The swap costs no parameters and no FLOPs; `swap_depth` only rewires who asks whom.
-# - Of the attention maps, the landmark branch's (image class token over landmark tokens) is a
-#   map of the face; the image branch's is one only with spatial image tokens.
+# - Of all the attention maps, only block 0, level 0 of the landmark branch (image class token
+#   over landmark tokens) is a map of the face: the token-axis down-convolutions, the token
+#   mixer and the up-adds mix all tokens everywhere else. The image branch's keys are grid cells
+#   only with spatial image tokens.
+# - Rewiring a trained model's swap depth and training at that swap depth are different
+#   experiments; the explorer shows both.
 #
 # Next: notebook 04 stacks these blocks at three embedding sizes into the pyramid.
 #
 # ## Exercises
 #
-# 1. *(code, checked above)* `attention` and `CrossFusionFromScratch`.
+# 1. *(code, checked by `lab_checks` above)* `attention` and `CrossFusionFromScratch`.
 # 2. Add a query projection `nn.Linear(d, d)` to each branch of your block. How many parameters
 #    does a POSTER-L gain (8 blocks, levels 512, 256 and 128)? Is the result still loadable
-#    from the authors' checkpoints?
+#    from the authors' checkpoints? *Hint:* count $d^2 + d$ per branch and level, and remember
+#    that `load_state_dict(strict=True)` refuses a model with keys the file lacks.
 # 3. In your block, the image branch norms the whole 100-token sequence. Change it to norm only
 #    the image half for keys and only the landmark half for queries (two separate norms). Does
 #    the check still pass? Why not, and would the two versions be equally good models?
-# 4. Section 5 shows the last block. Plot the same map for every block of the model. Does the
-#    attention get sharper or flatter with depth? Compute the entropy of row 0 per block.
-# 5. Build `pl.build_model(MODEL, image_tokens="spatial")`, train it the same way and show the
-#    `"img"` map (landmark class token over image tokens) as a $7 \times 7$ map. Do both streams
-#    look at the same parts of the face?
+#    *Hint:* a LayerNorm normalises each token over its $d$ features; ask which weights the two
+#    versions have, not which statistics they compute.
+# 4. The entropy table of section 5 covers every block and level. Does attention get sharper or
+#    flatter with depth and with smaller levels? Why may you compare entropies across blocks
+#    although only block 0, level 0 is a map of the face? *Hint:* an entropy needs a
+#    distribution over keys, not their positions.
+# 5. *(open)* Train a model with spatial image tokens, `pl.trained_model(MODEL,
+#    image_tokens="spatial")`, and draw `pl.viz.plot_attention(model, picture)`. Its block 0,
+#    level 0 image branch is now a map of the face too. Do both streams look at the same parts
+#    of the face, and does the spatial model score better or worse? *Hint:* notebook 02's
+#    `plot_token_sources` shows what each kind of image token is made of.
 # 6. The toy of section 2 used scaled-up keys (`4.0 * torch.eye(4)`). Set the factor to 1.
 #    What happens to the cross-attention weights, and what does that tell you about why trained
-#    attention needs large query-key products to be selective?
+#    attention needs large query-key products to be selective? *Hint:* compare the spread of the
+#    scores with the $\sqrt{d_h}$ table of section 1.
+# 7. *(open)* How much does this model rely on its token mixers? In a copy of the model
+#    (`copy.deepcopy`), set every token mixer to the identity (weight `torch.eye(100)[..., None]`,
+#    bias zero) and score it with `pl.evaluate`. *Hint:* the identity is the one mixer that
+#    leaves every token a grid cell; compare the drop with the noise bar of notebook 07.

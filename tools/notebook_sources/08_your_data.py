@@ -58,7 +58,8 @@ import torch
 from PIL import Image
 
 import poster_lite as pl
-from poster_lite.data import CLASSES
+from poster_lite import lab_checks
+from poster_lite.data import CLASSES, CLASSES_8
 from poster_lite.data.check import check_dataset, format_report
 from poster_lite.data.subset import Subset
 from poster_lite.data.transforms import denormalize, eval_transform
@@ -93,6 +94,27 @@ print(f"SMOKE={SMOKE}")
 # always Happiness. RAF-DB has no validation split: `split="val"` carves a seeded, stratified
 # 10 % out of the training list (and `"train"` then leaves it out), so that model selection
 # never sees the test set.
+#
+# ### Exercise 1 · AffectNet's labels in the package's order
+# AffectNet's annotation files count 0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust,
+# 6 Anger, 7 Contempt. The package counts in RAF-DB's order, Surprise first, with Contempt added
+# last (`pl.data.CLASSES_8`). Write `affectnet_to_ours(label)`: the package's index for an
+# AffectNet label. Derive it from the class *names*, not from numbers typed by hand: that is how
+# a mapping stays right when someone reorders a list. The check compares all eight labels with
+# the loader's own table and names the usual slips.
+
+# %% tags=["solution"]
+def affectnet_to_ours(label):
+    """The package's class index (RAF-DB's order, Contempt last) of AffectNet label 0..7."""
+    affectnet_names = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
+    return CLASSES_8.index(affectnet_names[label])
+
+# %% tags=["check"]
+lab_checks.check_affectnet_to_ours(affectnet_to_ours)
+
+# %% [markdown]
+# A model trained on AffectNet-8 and evaluated on RAF-DB therefore needs no relabelling, only a
+# decision about its eighth output: RAF-DB has no Contempt faces.
 #
 # We cannot ship RAF-DB, so we make a **fake one**: a few SynthFER faces written in exactly
 # RAF-DB's layout. Everything below works the same on the real folder.
@@ -178,13 +200,23 @@ lines[0] = f"{lines[0].split()[0]} 9"
 label_file.write_text("\n".join(lines) + "\n")
 bad_label = check_dataset(BROKEN, progress=False)
 print(format_report(bad_label))
-assert all("label 9" in problem for problem in bad_label["problems"])
+assert any("label 9" in problem for problem in bad_label["problems"])
+assert any(victim.name in problem for problem in bad_label["problems"])      # still found, in the same pass
+from poster_lite.errors import UserError
+
+for split in ("train", "test"):
+    try:
+        pl.data.load("raf-db", split=split, root=BROKEN)
+        raise AssertionError(f"the {split} split loaded from a list with a bad line")
+    except UserError as error:                      # what the loaders raise about the data
+        print(f"load(split={split!r}) refuses: {error}")
 
 # %% [markdown]
-# A bad label stops **every** split, not just the one it is in: RAF-DB keeps train and test in one
-# list, and a loader that skipped lines it cannot read would quietly train on a different set than
-# you think. The message gives `file:line`, so the fix is one edit. (The truncated image is not
-# reported this time only because no split could be built to decode it: fix, then check again.)
+# The check keeps going and reports everything in one pass: the bad line with its `file:line`, the
+# truncated image again, and, as a note, the image that the bad line names and that no split now
+# uses. Loading is stricter: a bad label stops **every** split, not just the one it is in, because
+# RAF-DB keeps train and test in one list, and a loader that skipped lines it cannot read would
+# quietly train on a different set than you think. Each fix is one edit.
 #
 # ## 2 · The authors' checkpoints
 #
@@ -457,45 +489,21 @@ print(f"HEADLINE: release-layout checkpoint reloads exactly (max logit diff {dif
 #
 # ## Exercises
 #
-# 1. *(code, checked below)* Write `release_checkpoint(model)` that returns what the authors'
-#    training script would have saved for `model`: a dict with `"model_state_dict"` whose keys
-#    are the release's names prefixed by `module.`.
-# 2. Add a missing image to the broken tree (delete one listed JPEG). What does the check say,
-#    and why does it stop the whole split rather than skip the file?
+# 1. *(code, checked by `lab_checks` in section 1)* `affectnet_to_ours`: AffectNet's labels in
+#    the package's order.
+# 2. *(open)* Add a missing image to the broken tree (delete one listed JPEG). What does the
+#    check say, and what does `pl.data.load` do with that split? Why is refusing better than
+#    skipping the file? *Hint:* compare with what the release's own loader does with checkpoint
+#    keys it cannot place (section 2).
 # 3. Compose a photo with a face rotated by 30 degrees (`Image.rotate`) and one shrunk to 40
-#    pixels. Which does the detector miss? Try `margin=0.3` in `pl.predict`.
+#    pixels. Which does the detector miss? Try `margin=0.3` in `pl.predict`. *Hint:* paste the
+#    faces onto a larger grey canvas with `Image.new` and `paste`, so that the detector has to
+#    find them.
 # 4. Write a `folder` layout (`train/Happiness/*.jpg`, ...) of the same faces and load it with
 #    `pl.data.load("folder", root=...)`. Which class order does it use, and why does that matter
-#    when you evaluate a model trained on RAF-DB?
-
-# %% tags=["solution"]
-def release_checkpoint(model):
-    """The authors' checkpoint layout for `model`: module.-prefixed release names."""
-    return {"iter": 0, "optimizer_state_dict": {},
-            "model_state_dict": {"module." + key: value for key, value in to_release_state_dict(model).items()}}
-
-# %% tags=["check"]
-def check_release_checkpoint(fn):
-    """Save a fresh poster-nano through `fn`, load it back strictly, compare logits; print a verdict."""
-    try:
-        torch.manual_seed(3)
-        source = pl.build_model("poster-nano").eval()
-        saved = fn(source)
-        keys = saved["model_state_dict"]
-        assert all(k.startswith("module.") for k in keys), "every key must start with 'module.'"
-        target = pl.build_model("poster-nano").eval()
-        pl.load_official_weights(target, saved)
-        x = torch.randn(2, 3, 112, 112)
-        with torch.no_grad():
-            assert torch.allclose(target(x), source(x), atol=1e-5), "the loaded model computes something else"
-    except NotImplementedError:
-        print("⏳ release_checkpoint: not implemented yet. Fill in the exercise cell and run it again.")
-        return False
-    except (AssertionError, KeyError, ValueError, TypeError) as e:
-        print(f"❌ release_checkpoint: {e}")
-        return False
-    print("✅ release_checkpoint: the release loader accepts it and the weights land")
-    return True
-
-
-check_release_checkpoint(release_checkpoint)
+#    when you evaluate a model trained on RAF-DB? *Hint:* print `dataset.classes` for a folder
+#    that lacks one class.
+# 5. *(open)* Save the release-layout checkpoint of section 2 for `MODEL`, then try to load it
+#    into `pl.build_model(MODEL, num_classes=8)`. Read the error: which keys does it name, and
+#    what would the release's own loader have done instead? *Hint:* only the head depends on the
+#    number of classes.
