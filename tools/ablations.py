@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from poster_lite.ablation import BASE_DEPTH, ROW_IDS, ROWS, cached_features, run_row
-from poster_lite.training.recipe import NANO_LR
+from poster_lite.training.recipe import default_lr
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "poster_lite" / "shipped" / "ablations_nano.json"     # package data: 07 reads it on Colab too
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=NANO_LR)
+    parser.add_argument("--lr", type=float, default=default_lr("poster-nano"), help="default: the preset's")
     parser.add_argument("--sam", action="store_true", help="SAM around Adam, as the paper (twice the cost per step)")
     parser.add_argument("--train-views", type=int, default=4, help="augmented views of each training face")
     parser.add_argument("--precision", default="auto")
