@@ -544,8 +544,9 @@ print(f"one pyramid block maps {len(dims)} levels {[(T, d) for d in dims]} to th
 # Backbones, tokens, pyramid sizes, head: all identical. (The authors' code calls them small,
 # base and large; `poster_lite` names them `poster-t`, `poster-s` and `poster-l`.)
 #
-# The baseline of Table 4, *image only*, is where the paper is vague: it says "conventional
-# transformer encoders". The package's reconstruction (`image-only`) keeps POSTER's layers and
+# The baseline of Table 4, *image only*, is where the paper is vague: the supplement speaks of
+# "conventional transformer encoders", and its Table 4 lists "8 (single ViT)". The package's
+# reconstruction (`image-only`) keeps POSTER's layers and
 # removes the landmark stream: no MobileFaceNet, 50 tokens instead of 100 (image class token and
 # 49 image tokens), and 8 **pyramid blocks** with the same three levels and down and up
 # convolutions, whose cross-fusion blocks keep only the image branch. That branch attends to its
