@@ -28,7 +28,10 @@ _LAZY = {
     "SAM": "sam", "PosterLoss": "losses",
 }
 _SUBMODULES = ("data", "viz", "widgets", "lab_checks", "training", "model_cache", "bench", "notebook",
-               "device")
+               "device", "shipped", "official")
+# pl.official: the authors' released files, fetched on request (official_files.py; models/official.py
+# is the key layout they load through)
+_MODULE_OF = {"official": "official_files"}
 
 __all__ = ["PosterConfig", "PRESETS", "make_config", "PosterModel", "build_model",
            "load_official_weights", "complexity", "size_table", "fast", "predict", *_LAZY, *_SUBMODULES]
@@ -38,7 +41,7 @@ def __getattr__(name):
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     elif name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
+        value = importlib.import_module(f".{_MODULE_OF.get(name, name)}", __name__)
     else:
         raise AttributeError(f"module 'poster_lite' has no attribute {name!r}")
     globals()[name] = value

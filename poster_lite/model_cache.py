@@ -1,10 +1,12 @@
-"""The cache of locally trained models for the notebooks: load if trained, else train (and cache).
+"""The cache of trained models for the notebooks: load if trained (or shipped), else train (and cache).
 
 Several notebooks need "a trained POSTER" (the tour, attention maps, evaluation,
 prediction). `trained_model()` returns the cached one from
-`data/cache/models/<name>/best` when it exists, and otherwise trains it on SynthFER
-with a progress bar, exactly as `poster-lite train` would, and caches it. Notebook
-05 shows that training step by step and writes the same cache.
+`data/cache/models/<name>/best` when it exists, else the one shipped with the package
+(poster_lite/shipped/: poster-nano and image-only-nano, in seconds), and otherwise trains
+it on SynthFER with a progress bar, exactly as `poster-lite train` would, and caches it.
+`retrain=True` trains now whatever is cached or shipped. Notebook 05 shows that training
+step by step and writes the same cache.
 """
 from __future__ import annotations
 
@@ -46,8 +48,16 @@ def _subset(ds, n):
 
 
 def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str = "auto",
-                  device=None, progress: bool = True, retrain: bool = False, **overrides):
-    """A POSTER trained on the default SynthFER set: cached, or trained now and cached.
+                  device=None, progress: bool = True, retrain: bool = False, source: str = "auto", **overrides):
+    """A POSTER trained on the default SynthFER set: cached, shipped, or trained now and cached.
+
+    source: "auto" (default) the model trained here if cached, else the shipped one (default
+    settings of poster-nano and image-only-nano; its `meta` carries the manifest: recipe,
+    command, date, data set fingerprint, test accuracy), else trained now; "shipped" only the
+    shipped one; "train" the one trained here (training it now if it is not cached).
+    retrain=True trains now and replaces the cache (the shipped files are never changed).
+    smoke=True (SMOKE runs): the shipped model when there is one (it loads faster than the
+    smallest training), else a few training steps on 48 faces, cached apart.
 
     backbones: "auto" starts from the pretrained backbones in data/cache/backbones (notebook 02 /
     `poster-lite pretrain-backbones`), pretraining them first when they are missing (a few
@@ -66,6 +76,8 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
 
     if backbones not in ("auto", "none"):
         raise UserError(f"backbones must be 'auto' or 'none', got {backbones!r}")
+    if source not in ("auto", "shipped", "train"):
+        raise UserError(f"source must be 'auto', 'shipped' or 'train', got {source!r}")
     try:
         config = make_config(name, **overrides)      # an unknown name or field fails here, before any work
     except (ValueError, TypeError) as e:
@@ -73,8 +85,17 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
     if device is not None:
         device = pick_device(device)                 # an absent device fails here too
     folder = model_dir(name, smoke, **({"backbones": backbones} if backbones != "auto" else {}), **overrides)
+    from . import shipped
+    can_ship = not retrain and source != "train" and backbones == "auto" and not overrides and shipped.has_model(name)
+    if source == "shipped" and not can_ship:
+        raise UserError(f"no shipped {name!r} for these settings (retrain={retrain}, backbones={backbones!r}, "
+                        f"overrides {overrides or 'none'}); shipped: {', '.join(shipped.shipped_models()) or 'none'}")
+    if can_ship and (smoke or source == "shipped"):
+        return shipped.load_model(name, device=device)
     if (folder / "best").exists() and not retrain:
         return load_checkpoint(folder / "best", device=device)
+    if can_ship:
+        return shipped.load_model(name, device=device)
     plan = RUN_SETTINGS["smoke" if smoke else "default"]
     if backbones == "auto" and not smoke:
         # From random backbones a nano POSTER stays near chance on SynthFER (docs/training.md),

@@ -274,10 +274,12 @@ DEFAULT_PRETRAIN_EPOCHS = 2
 
 
 def ensure_pretrained_backbones(preset: str = "poster-nano", epochs: int = DEFAULT_PRETRAIN_EPOCHS,
-                                device=None, progress: bool = True) -> dict:
+                                device=None, progress: bool = True, shipped: bool = True) -> dict:
     """The reports of the cached pretrained backbones of `preset`, pretraining them first if missing.
 
     Presets with the same backbones share them (poster-nano's serve image-only-nano).
+    shipped: when none are cached, install the ones shipped with the package (poster_lite/shipped/,
+    the nano backbones: seconds) instead of pretraining; False pretrains.
     """
     for folder in backbone_folders(make_config(preset)):
         report_file = folder / "report.json"
@@ -288,6 +290,11 @@ def ensure_pretrained_backbones(preset: str = "poster-nano", epochs: int = DEFAU
         if {"image_backbone", "landmark_backbone"} <= set(cached) and (folder / IMAGE_FILE).exists() \
                 and (folder / LANDMARK_FILE).exists():
             return cached
+    if shipped:
+        from .shipped import install_shipped_backbones
+        installed = install_shipped_backbones(make_config(preset))
+        if installed is not None:
+            return installed
     return pretrain_backbones(preset, epochs=epochs, device=device, progress=progress)
 
 
@@ -307,11 +314,15 @@ def backbone_folders(config) -> list:
 def load_pretrained_backbones(model, folder=None) -> list:
     """Load pretrained backbone files into a POSTER; returns the files loaded.
 
-    Without `folder`, looks in the cache of every preset with the same backbones.
+    Without `folder`, looks in the cache of every preset with the same backbones; when none holds
+    any, the backbones shipped with the package (the nano ones) are installed there first.
     """
     from .models.official import load_official_weights
 
     folders = [Path(folder)] if folder is not None else backbone_folders(model.config)
+    if folder is None and not any((f / IMAGE_FILE).exists() or (f / LANDMARK_FILE).exists() for f in folders):
+        from .shipped import install_shipped_backbones
+        install_shipped_backbones(model.config)
     wanted = [IMAGE_FILE] + ([LANDMARK_FILE] if model.landmark_backbone is not None else [])
     loaded = []
     for name in wanted:

@@ -18,9 +18,9 @@ import errno
 import sys
 import traceback
 
-from . import bench, complexity, data, evaluate, predict, pretrain, train
+from . import bench, complexity, data, evaluate, official, predict, pretrain, train
 
-COMMANDS = (train, evaluate, predict, pretrain, complexity, data, bench)
+COMMANDS = (train, evaluate, predict, pretrain, complexity, data, bench, official)
 
 
 class Parser(argparse.ArgumentParser):

@@ -70,16 +70,15 @@ def _read_tensors(file_name: str) -> dict:
 
 
 def _as_float32(tensors: dict) -> dict:
-    import torch
-
     return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def load_model(name: str, device=None):
     """The shipped trained `name` in eval mode, float32, with `model.meta` from the manifest.
 
-    meta: classes, channel_order, config, metrics (test_accuracy: the manifest's), source
-    ("shipped"), recipe, command, date, data set fingerprint.
+    meta: classes, channel_order, config, metrics (the chosen epoch's validation metrics and
+    test_accuracy, the manifest's), source ("shipped"), recipe, epoch, batch_size, command, date,
+    dataset (its test split's fingerprint).
     """
     from ..config import PosterConfig
     from ..models.poster import PosterModel
@@ -92,10 +91,13 @@ def load_model(name: str, device=None):
         model.load_state_dict(_as_float32(_read_tensors(entry["file"])), strict=True)
     except RuntimeError as e:
         raise UserError(f"the shipped {entry['file']} does not fit its config in {MANIFEST}: {e}") from None
+    metrics = dict(entry.get("metrics_at_training", {}))
+    if "test_accuracy" in entry:
+        metrics["test_accuracy"] = entry["test_accuracy"]
     model.meta = {"classes": list(entry["classes"]), "channel_order": entry["channel_order"],
-                  "config": entry["config"], "source": "shipped",
-                  "metrics": {"test_accuracy": entry["test_accuracy"]},
-                  **{k: entry[k] for k in ("recipe", "command", "date", "dataset", "history") if k in entry}}
+                  "config": entry["config"], "source": "shipped", "metrics": metrics,
+                  **{k: entry[k] for k in ("recipe", "epoch", "batch_size", "command", "date", "dataset")
+                     if k in entry}}
     if device is not None:
         model.to(device)
     return model.eval()
@@ -161,3 +163,17 @@ def split_fingerprint(root=None, split: str = "test") -> str:
         digest.update(f"{name}:{label}:".encode())
         digest.update(pixels.tobytes())
     return digest.hexdigest()[:16]
+
+
+def install_shipped_backbones(config) -> dict | None:
+    """Install the shipped pretrained backbones that fit `config` (same backbone fields) into their
+    preset's cache folder, when that folder holds none. Returns their report, or None."""
+    from ..config import make_config
+    from ..pretrain import BACKBONE_FIELDS, backbone_dir
+
+    for preset in manifest().get("backbones", {}):
+        if all(getattr(make_config(preset), f) == getattr(config, f) for f in BACKBONE_FIELDS):
+            folder = backbone_dir(preset)
+            if not any((folder / n).exists() for n in (*BACKBONE_PREFIXES, "report.json")):
+                return install_backbones(preset, folder)
+    return None

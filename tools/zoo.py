@@ -1,0 +1,221 @@
+"""`make zoo`: the shipped models of poster_lite/shipped/, made again from nothing (or exported).
+
+    python tools/zoo.py                      # pretrain + train + export (about 30 min on 2 CPU cores)
+    python tools/zoo.py --export-only        # convert the trained models already in the cache
+    python tools/zoo.py --data /tmp/zoo      # work in another data folder (POSTER_LITE_DATA)
+
+Steps, each skipped when its result is cached in the data folder ($POSTER_LITE_DATA, else
+data/): pretrain the nano backbones (`pl.pretrain_backbones`, cache/backbones/poster-nano/),
+train poster-nano and image-only-nano with the default recipe (`pl.trained_model(name,
+source="train")`, cache/models/<name>/best), then export. For a clean regeneration use an empty
+data folder: nothing here deletes a cache.
+
+Export writes into poster_lite/shipped/, each file atomically:
+- <name>.safetensors: the trained weights, floating-point parameters in half precision,
+  BatchNorm statistics in float32 (they are small and their precision matters);
+- backbones-poster-nano.safetensors: ir50.pth and mobilefacenet_model_best.pth.tar of the
+  cache, keys prefixed `ir50.` / `mobilefacenet.`;
+- manifest.json: per model its config, classes, recipe, command, dates, the SynthFER test
+  split's fingerprint and the test accuracy of the exported weights, measured here in float32
+  through the fast inference path (`pl.fast(model, precision="fp32")`). That accuracy is what
+  `pl.trained_model()` reports and what tests/test_shipped.py checks.
+The files together must stay under 15 MB (checked).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "poster_lite" / "shipped"
+MODELS = ("poster-nano", "image-only-nano")
+BACKBONE_PRESET = "poster-nano"       # image-only-nano shares poster-nano's IR-50
+SIZE_LIMIT_MB = 15.0
+# Kept at full precision: normalisation statistics (tiny, and half precision would shift them).
+FLOAT32_SUFFIXES = ("running_mean", "running_var")
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def half(state: dict) -> dict:
+    """Floating tensors to float16 except BatchNorm statistics; contiguous copies for safetensors."""
+    import torch
+    out = {}
+    for key, value in state.items():
+        value = value.detach().cpu()
+        if value.is_floating_point() and not key.endswith(FLOAT32_SUFFIXES):
+            value = value.to(torch.float16)
+        out[key] = value.contiguous().clone()
+    return out
+
+
+def save_tensors(tensors: dict, path: Path, metadata: dict) -> None:
+    from safetensors.torch import save
+
+    from poster_lite.checkpoint import atomic_write
+    blob = save(tensors, metadata={k: str(v) for k, v in metadata.items()})
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def shipped_accuracy(name: str, test_set) -> float:
+    """Test accuracy of the exported file, loaded as users load it, scored in float32."""
+    import poster_lite as pl
+    from poster_lite import shipped
+    model = shipped.load_model(name)
+    return pl.evaluate(pl.fast(model, device="cpu", precision="fp32"), test_set)["accuracy"]
+
+
+def export(cache: Path, trained_on: Path) -> dict:
+    """Export the trained models of `cache` (a data folder's cache/), which were trained on the SynthFER
+    set in `trained_on`; they are scored on the set the current code draws (the default data folder's),
+    which must have the same test split (checked by fingerprint)."""
+    import torch
+
+    import poster_lite as pl
+    from poster_lite import shipped
+    from poster_lite.checkpoint import atomic_write, read_checkpoint_file
+    from poster_lite.data import data_dir, load
+    from poster_lite.model_cache import RUN_SETTINGS
+    from poster_lite.pretrain import IMAGE_FILE, LANDMARK_FILE
+    from poster_lite.training.recipe import default_lr
+
+    SHIPPED.mkdir(parents=True, exist_ok=True)
+    test_set = load("synthfer", split="test")           # drawn by this code (made or regenerated if stale)
+    current = data_dir() / "synthfer"
+    stamp = json.loads((current / "synthfer.json").read_text())
+    fingerprint = shipped.split_fingerprint(current)
+    if trained_on.resolve() != current.resolve():
+        theirs = shipped.split_fingerprint(trained_on)     # read from the files: never regenerates that set
+        if theirs != fingerprint:
+            raise SystemExit(f"the models were trained with the SynthFER of {trained_on} (test split {theirs}); "
+                             f"this code draws another test split ({fingerprint}): retrain with `make zoo`")
+    dataset = {"name": "synthfer", "split": "test", "n": len(test_set), "seed": stamp["seed"],
+               "generator": stamp["generator"], "fingerprint": fingerprint}
+    data_note = f"trained in {trained_on.parent}; scored on the test split drawn by this code (same fingerprint)"
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    previous = shipped.manifest()
+    manifest = {"what": "small trained models shipped with poster-lite (read by pl.trained_model)",
+                "regenerate": "make zoo (pretrain + train + export); make zoo ZOO_ARGS=--export-only",
+                "exported": now, "git_commit": git_commit(), "data": data_note,
+                "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                            "torch": torch.__version__},
+                "backbones": {}, "models": {}}
+
+    folder = cache / "backbones" / BACKBONE_PRESET
+    image = torch.load(folder / IMAGE_FILE, map_location="cpu", weights_only=True)
+    landmark = torch.load(folder / LANDMARK_FILE, map_location="cpu", weights_only=True)["state_dict"]
+    tensors = {**{f"ir50.{k}": v for k, v in image.items()}, **{f"mobilefacenet.{k}": v for k, v in landmark.items()}}
+    file_name = f"backbones-{BACKBONE_PRESET}.safetensors"
+    save_tensors(half(tensors), SHIPPED / file_name, {"preset": BACKBONE_PRESET, "format": "release layout"})
+    report = json.loads((folder / "report.json").read_text())
+    for part in report.values():          # where it was made is not part of what it is
+        part.pop("file", None)
+    manifest["backbones"][BACKBONE_PRESET] = {
+        "file": file_name, "sha256": sha256(SHIPPED / file_name), "shared_by": list(MODELS),
+        "recipe": "pl.pretrain_backbones: IR-50 on SynthFER identities (CosFace), MobileFaceNet on its "
+                  "68 landmarks, 2 epochs each", "command": "poster-lite pretrain-backbones --preset poster-nano",
+        "date": datetime.datetime.fromtimestamp((folder / IMAGE_FILE).stat().st_mtime,
+                                                datetime.timezone.utc).isoformat(timespec="seconds"),
+        "report": report}
+    print(f"exported {file_name}: {(SHIPPED / file_name).stat().st_size / 1e6:.2f} MB")
+
+    plan = RUN_SETTINGS["default"]
+    for name in MODELS:
+        best = cache / "models" / name / "best"
+        contents = read_checkpoint_file(best)
+        meta = contents["meta"]
+        file_name = f"{name}.safetensors"
+        save_tensors(half(contents["state_dict"]), SHIPPED / file_name, {"model": name})
+        entry = {"file": file_name, "sha256": sha256(SHIPPED / file_name), "config": meta["config"],
+                 "classes": meta["classes"], "channel_order": meta.get("channel_order", "rgb"),
+                 # the training run's own recipe (pl.training.Recipe fields), and what it ran on
+                 "recipe": {**meta.get("recipe", {"lr": default_lr(pl.make_config(name)), "sam": plan["sam"]}),
+                            "epochs": plan["epochs"], "train_images": "all SynthFER training faces",
+                            "backbones": f"pretrained nano backbones ({manifest['backbones'][BACKBONE_PRESET]['file']})",
+                            "shipped_weights": "float16 (BatchNorm statistics float32)"},
+                 "batch_size": meta.get("batch_size", plan["batch_size"]), "training_precision": meta.get("precision"),
+                 "command": f"pl.trained_model({name!r}, source='train')  # make zoo",
+                 "date": datetime.datetime.fromtimestamp(best.stat().st_mtime,
+                                                         datetime.timezone.utc).isoformat(timespec="seconds"),
+                 "dataset": dataset, "epoch": meta.get("epoch"),
+                 # validation metrics of the chosen epoch (a test score measured during training, in its
+                 # precision, is left out: test_accuracy below is the shipped file's)
+                 "metrics_at_training": {k: v for k, v in meta.get("metrics", {}).items() if not k.startswith("test")}}
+        manifest["models"][name] = entry
+        # the accuracy of the exported (half-precision) file: what users get
+        atomic_write(SHIPPED / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
+        started = time.perf_counter()
+        entry["test_accuracy"] = round(shipped_accuracy(name, test_set), 6)
+        print(f"exported {file_name}: {(SHIPPED / file_name).stat().st_size / 1e6:.2f} MB, test accuracy "
+              f"{entry['test_accuracy']:.2%} (scored in {time.perf_counter() - started:.0f} s)")
+    atomic_write(SHIPPED / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1) + "\n"))
+    total = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors")) / 1e6
+    if total > SIZE_LIMIT_MB:
+        raise SystemExit(f"the shipped weights are {total:.1f} MB, over the {SIZE_LIMIT_MB} MB budget")
+    changed = [n for n in MODELS if previous.get("models", {}).get(n, {}).get("sha256") != manifest["models"][n]["sha256"]]
+    print(f"shipped weights: {total:.2f} MB in all; manifest: {SHIPPED / 'manifest.json'}"
+          + (f"; changed: {', '.join(changed)}" if changed else "; weights unchanged"))
+    return manifest
+
+
+def train_missing() -> None:
+    """Pretrain and train what the cache lacks (never replacing a cached result)."""
+    import poster_lite as pl
+    from poster_lite.pretrain import IMAGE_FILE, LANDMARK_FILE, backbone_dir
+
+    folder = backbone_dir(BACKBONE_PRESET)
+    if not ((folder / IMAGE_FILE).exists() and (folder / LANDMARK_FILE).exists()):
+        started = time.perf_counter()
+        pl.pretrain_backbones(BACKBONE_PRESET)
+        print(f"pretrained the {BACKBONE_PRESET} backbones in {(time.perf_counter() - started) / 60:.1f} min")
+    for name in MODELS:
+        started = time.perf_counter()
+        model = pl.trained_model(name, source="train")
+        print(f"{name}: {model.meta.get('metrics', {})} ({(time.perf_counter() - started) / 60:.1f} min)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export-only", action="store_true", help="only convert the cached trained models")
+    parser.add_argument("--data", type=Path,
+                        help="data folder to train in (sets POSTER_LITE_DATA), or with --export-only to read "
+                             "the trained models from (its SynthFER is only read, never regenerated)")
+    args = parser.parse_args(argv)
+    if args.data and not args.export_only:
+        os.environ["POSTER_LITE_DATA"] = str(args.data.expanduser().resolve())
+    from poster_lite.data import data_dir
+    where = args.data.expanduser().resolve() if args.data else data_dir()
+    print(f"data folder: {where}")
+    if not args.export_only:
+        train_missing()
+    cache = where / "cache"
+    missing = [str(p) for p in [*(cache / "models" / n / "best" for n in MODELS),
+                                cache / "backbones" / BACKBONE_PRESET / "report.json"] if not p.exists()]
+    if missing:
+        print(f"nothing to export: missing {missing}; run `make zoo` without --export-only to train them",
+              file=sys.stderr)
+        return 2
+    export(cache, where / "synthfer")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
