@@ -556,8 +556,28 @@ def webcam_snapshot(quality: float = 0.9):
     return read_image(base64.b64decode(data_url.split(",", 1)[1]), name="the webcam snapshot")
 
 
+def model_origin(model) -> str:
+    """Which model is answering and what it learned from, in one line (the upload widget shows it):
+    a model that has only seen SynthFER's drawn faces reads a real photo very differently from one
+    trained on RAF-DB's."""
+    meta = getattr(model, "meta", None) or {}
+    config = getattr(model, "config", None)
+    what = (f"{'image-only' if getattr(config, 'image_only', False) else 'POSTER'} "
+            f"({config.depth} blocks, {config.input_size} px)") if config is not None else type(model).__name__
+    if meta.get("source") == "authors' release":
+        # the RAF-DB release has token mixers; the AffectNet ones have none (checkpoint.py)
+        data = "RAF-DB" if getattr(config, "mix_tokens", True) else "AffectNet"
+        return f"the authors' released {what}, trained on {data} (real photos)"
+    if meta.get("source") == "shipped":
+        accuracy = meta.get("metrics", {}).get("test_accuracy")
+        score = f", {accuracy:.0%} on unseen drawn faces" if accuracy is not None else ""
+        return f"poster-lite's shipped {what}, trained on SynthFER (drawn faces, never a photo{score})"
+    return f"a {what} trained here (on SynthFER's drawn faces unless you trained it on photos)"
+
+
 class UploadPredictor(Explorer):
-    """Upload photos (or, in Colab, take a webcam snapshot); see faces, boxes and probabilities."""
+    """Upload photos (or, in Colab, take a webcam snapshot); see faces, boxes and probabilities.
+    Which model answers, and on what it was trained, is said above the controls and in the picture."""
 
     title = "Upload and predict: which expression does the model see?"
 
@@ -577,6 +597,7 @@ class UploadPredictor(Explorer):
         if in_colab():
             controls["webcam"] = w.Button(description="Webcam snapshot", icon="camera")
             controls["webcam"].on_click(self._snapshot)
+        controls["answering"] = w.HTML(f"<i>answering: {html.escape(model_origin(model))}</i>")
         super().__init__(controls)
         self.status.value = "Choose one or more photos." + (
             "" if in_colab() else " (Webcam snapshots need Google Colab; here, upload a photo.)")
@@ -624,7 +645,9 @@ class UploadPredictor(Explorer):
 
         if not self.images:
             raise ValueError("no photo yet: upload one")
-        return plot_predictions(self.images, self.results)
+        figure = plot_predictions(self.images, self.results)
+        figure.suptitle(f"answering: {model_origin(self.model)}", fontsize=9, color="#444")
+        return figure
 
 
 # ------------------------------------------------------------- confusion-matrix explorer

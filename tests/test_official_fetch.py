@@ -151,3 +151,15 @@ def test_command_line_fetch_official(server, tmp_path, monkeypatch, capsys):
 
 def test_the_package_exposes_it_as_pl_official():
     assert pl.official is official_files and callable(pl.official.fetch)
+
+
+def test_the_upload_widget_says_which_model_answers_and_what_it_learned_from():
+    from poster_lite.widgets import UploadPredictor, model_origin
+    release = pl.build_model(PRESET)
+    release.meta = {"source": "authors' release", "classes": ["a"] * 7, "channel_order": "bgr"}
+    assert "authors' released" in model_origin(release) and "RAF-DB (real photos)" in model_origin(release)
+    shipped_like = pl.build_model(PRESET)
+    shipped_like.meta = {"source": "shipped", "metrics": {"test_accuracy": 0.6}, "classes": ["a"] * 7}
+    assert "SynthFER (drawn faces" in model_origin(shipped_like) and "60%" in model_origin(shipped_like)
+    widget = UploadPredictor(model=release)
+    assert "RAF-DB" in widget.controls["answering"].value

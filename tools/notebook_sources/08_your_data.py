@@ -30,6 +30,7 @@ DATA = "synthfer"         # where the sample faces come from ("synthfer" is buil
 MODEL = "poster-nano"     # size knob: the model that predicts (and whose checkpoint we rewrite)
 FAKE_PER_CLASS = 6        # size knob: images per class and split in the fake RAF-DB tree (SMOKE: 2)
 EXPORT_IMAGES = 60        # size knob: images exported to CSV in section 4 (SMOKE: 14)
+FETCH_OFFICIAL = 0        # 1: download the authors' released files in section 2 (needs the internet; hundreds of MB)
 
 # %%
 # Setup. On Colab this installs poster-lite from an archive of the project's repository (or
@@ -58,12 +59,11 @@ import torch
 from PIL import Image
 
 import poster_lite as pl
-from poster_lite import lab_checks
+from poster_lite import lab_checks, widgets
 from poster_lite.data import CLASSES, CLASSES_8
 from poster_lite.data.check import check_dataset, format_report
 from poster_lite.data.subset import Subset
 from poster_lite.data.transforms import denormalize, eval_transform
-from poster_lite import widgets
 from poster_lite.model_cache import model_dir
 from poster_lite.models.official import CheckpointMismatch, load_official_weights, to_release_state_dict
 from poster_lite.training.recipe import NANO_LR
@@ -236,9 +236,10 @@ for split in ("train", "test"):
 
 # %%
 def quick_model(name: str) -> torch.nn.Module:
-    """The cached trained model if notebook 05 (or the tour) made one; else a short stand-in training."""
+    """The trained model cached here (notebook 05, the tour) or shipped with poster-lite; else a short
+    stand-in training."""
     cached = model_dir(name, smoke=bool(SMOKE)) / "best"
-    if SMOKE or cached.exists():
+    if SMOKE or cached.exists() or pl.shipped.has_model(name):
         return pl.trained_model(name, smoke=bool(SMOKE), device=device)
     stand_in = RUN_DIR / "stand_in_model"
     if (stand_in / "best").exists():
@@ -308,6 +309,28 @@ for wrong in (dict(depth=model.config.depth + 1), dict(mix_tokens=not model.conf
 # and fills it; `load_official_weights(model, "ir50.pth")` fills only the image backbone (its
 # stage-4 keys are reported as unused, since POSTER cuts the IR-50 after stage 3).
 #
+# ### Downloading the authors' files (only when asked)
+#
+# Where there is a network (Colab, your laptop), `pl.official.fetch()` downloads the files the
+# authors' README links: both backbones and the RAF-DB and AffectNet checkpoints, hundreds of MB
+# in all, with a progress bar each (`poster-lite fetch-official` does the same in a terminal).
+# Each file keeps its name only after it has loaded **strictly** into the release's POSTER, and
+# a file already there is checked, never replaced. **The next cell downloads**, so it does nothing
+# unless you set `FETCH_OFFICIAL = 1` in the parameters cell; offline it says so and returns
+# nothing, and this notebook goes on with the model trained on drawn faces. With the RAF-DB
+# checkpoint in hand, section 3's upload widget answers with the authors' model instead.
+
+# %%
+official = pl.official.fetch() if FETCH_OFFICIAL else {}
+if not FETCH_OFFICIAL:
+    print("FETCH_OFFICIAL = 0: nothing downloaded (set it to 1 in the parameters cell to fetch the authors' files)")
+for item in official.values():
+    print(f"{item.name}: {item.what} ({item.status}, {item.path})")
+# The authors' RAF-DB POSTER (224 px, BGR input, 7 classes) when it was fetched, else ours.
+release_model = pl.load_checkpoint(official["rafdb_best.pth"].path, device=device) \
+    if "rafdb_best.pth" in official else None
+
+# %% [markdown]
 # ### The BGR detail
 #
 # The release's RAF-DB data loader reads images with OpenCV, which returns **B, G, R** channel
@@ -412,9 +435,16 @@ fig
 # an upload button (and, on Colab, a webcam snapshot button); each photo you choose runs through
 # the same `pl.predict` and is drawn as above. Here we hand it our composed photo so that the
 # cell has a picture even where widgets do not render (a static page, the test run).
+#
+# The widget says which model is answering and what it learned from. Unless you fetched the
+# authors' files above, it is the small POSTER trained on **SynthFER's drawn faces**: it has never
+# seen a photograph, so on your own photos expect it to be unsure or wrong (the domain gap, not a
+# bug). With `FETCH_OFFICIAL = 1` the authors' POSTER, trained on RAF-DB's real photos, answers.
 
 # %%
-widget = widgets.upload_and_predict(model=model)
+answering = release_model if release_model is not None else model
+print("answering:", widgets.model_origin(answering))
+widget = widgets.upload_and_predict(model=answering)
 widget.predict_images([Image.open(photo_path)], [photo_path.name])
 widget
 
