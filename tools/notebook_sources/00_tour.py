@@ -21,7 +21,7 @@
 #
 # Time: about one lab hour with the exercises. The first run on a fresh machine pretrains the
 # small model's backbones and trains it, with progress bars (2.2 and 12.8 minutes, measured on
-# an idle 2-core machine: the README's table of times; `make tour` does this once before all
+# an idle 2-core machine, as the README reports; `make tour` does this once before all
 # notebooks); later runs load it from the cache in seconds.
 
 # %% tags=["parameters"]

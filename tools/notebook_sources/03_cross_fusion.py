@@ -20,8 +20,8 @@
 #
 # Time: about one lab hour. On a laptop CPU the notebook runs in minutes once the suite's small
 # trained model exists; the first notebook that needs it trains it once (2.2 minutes for the
-# backbones and 12.8 for the model, measured on an idle 2-core machine: the README's table of
-# times). With a GPU, `MODEL = "poster-l"` shows the paper-size model instead, or pass the
+# backbones and 12.8 for the model, measured on an idle 2-core machine, as the README reports).
+# With a GPU, `MODEL = "poster-l"` shows the paper-size model instead, or pass the
 # authors' weights as `CHECKPOINT`.
 
 # %% tags=["parameters"]
