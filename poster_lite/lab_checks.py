@@ -883,3 +883,133 @@ def _window_slip(ref, queries, context, got) -> str:
         if torch.allclose(got.to(queries.dtype), _window_by_hand(ref, queries, context, **flags), atol=1e-5):
             return hint
     return ""
+
+
+# ---------------------------------------------------------- 05: one step of POSTER's training
+def check_training_step(fn, verbose: bool = True) -> bool:
+    """`fn(net, images, labels, optimizer, sam)` performs ONE training step of POSTER's recipe.
+
+    The loss is CE + 2 x label-smoothed CE (smoothing 0.2). The step: clear the gradients;
+    forward and backward at the weights w; `sam.ascend()` (to w + e, gradients cleared);
+    forward and backward at w + e; `sam.restore()` (back to w); `optimizer.step()`, which
+    moves w with the gradient taken at w + e. Returning the loss at w (a number, a tensor,
+    or (loss, logits)) is optional.
+
+    The check runs your step on a small random network whose parameters still hold the
+    gradients of an earlier step (as they do in a training loop), with SGD as the optimiser
+    (its step shows the gradient directly; in training it is Adam), and compares the weights
+    afterwards with those of poster_lite's own `training_step` from the same start.
+    """
+    from .losses import PosterLoss
+    from .sam import SAM
+    from .training.loop import training_step
+
+    def trial():
+        torch.manual_seed(12)
+        net = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 7))
+        net[0].requires_grad_(False)                     # frozen, like POSTER's landmark network
+        images, labels = torch.randn(28, 12), torch.arange(28) % 7
+        lr, rho = 0.5, 0.2
+        stale = [torch.randn_like(p) for p in net.parameters() if p.requires_grad]
+
+        def start():
+            """A copy of the network holding the earlier step's gradients, its SGD and its SAM."""
+            copied = copy.deepcopy(net).train()
+            params = [p for p in copied.parameters() if p.requires_grad]
+            for p, g in zip(params, stale):
+                p.grad = g.clone()
+            optimizer = torch.optim.SGD(params, lr=lr)
+            return copied, optimizer, SAM(optimizer, rho)
+
+        reference, optimizer, sam = start()
+        want_loss, _ = training_step(reference, images, labels, PosterLoss(0.2, 2.0), optimizer, sam)
+        want = [p.detach() for p in reference.parameters()]
+        mine, optimizer, sam = start()
+        returned = fn(mine, images, labels, optimizer, sam)
+        got = [p.detach() for p in mine.parameters()]
+        if any(tuple(g.shape) != tuple(w.shape) for g, w in zip(got, want)):
+            raise _Mismatch("the network's parameters changed shape")
+        if not _same_weights(got, want):
+            if _same_weights(got, [p.detach() for p in net.parameters()]):
+                raise _Mismatch("the weights did not change: the step ends with optimizer.step()")
+            slip = _training_step_slip(net, images, labels, lr, rho, stale, got)
+            largest = max((g - w).abs().max().item() for g, w in zip(got, want))
+            raise _Mismatch(f"the weights after your step differ from poster_lite's training_step "
+                            f"(largest difference {largest:.3g}). " + (f"Hint: {slip}." if slip else
+                            "Check the order: zero_grad, loss at w, backward, sam.ascend(), loss at w + e, "
+                            f"backward, sam.restore(), optimizer.step(); use the `sam` passed in (rho = {rho} "
+                            "here) and POSTER's loss, CE + 2 x LSCE(0.2)."))
+        if isinstance(returned, (tuple, list)) and returned:
+            returned = returned[0]
+        if isinstance(returned, (torch.Tensor, float, int)) and not isinstance(returned, bool):
+            value = float(returned.detach() if isinstance(returned, torch.Tensor) else returned)
+            if abs(value - want_loss.item()) > 1e-5 * max(1.0, abs(want_loss.item())):
+                raise _Mismatch(f"the weights are right, but the returned loss {value:.5f} is not the loss "
+                                f"at the starting weights w ({want_loss.item():.5f}): return the first pass's loss")
+        return "Same weights as poster_lite's training_step after one SAM step with POSTER's loss."
+    return _verdict("training step", trial, verbose)
+
+
+def _same_weights(got, want, atol: float = 1e-5) -> bool:
+    return all(torch.allclose(g.float(), w.float(), atol=atol, rtol=0) for g, w in zip(got, want))
+
+
+def _step_by_hand(net, images, labels, lr, rho, stale, loss_fn, clear_first=True, ascend=True, restore=True,
+                  clear_between=True):
+    """The weights after one SGD step, SAM's pieces switched on and off one at a time."""
+    net = copy.deepcopy(net).train()
+    params = [p for p in net.parameters() if p.requires_grad]
+
+    def gradient():
+        return torch.autograd.grad(loss_fn(net(images), labels), params)
+
+    grads = [(0 if clear_first else s) + g for s, g in zip(stale, gradient())]
+    if ascend:
+        norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+        offsets = [rho * g / norm for g in grads]
+        with torch.no_grad():
+            for p, e in zip(params, offsets):
+                p.add_(e)
+        grads = [(0 if clear_between else g) + g2 for g, g2 in zip(grads, gradient())]
+        if restore:
+            with torch.no_grad():
+                for p, e in zip(params, offsets):
+                    p.sub_(e)
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            p.sub_(lr * g)
+    return [p.detach() for p in net.parameters()]
+
+
+def _training_step_slip(net, images, labels, lr, rho, stale, got) -> str:
+    """The usual slip that gives exactly the student's weights, as a hint ("" if none does)."""
+    from .losses import LabelSmoothingCrossEntropy, PosterLoss
+
+    poster = PosterLoss(0.2, 2.0)
+    smoothed = LabelSmoothingCrossEntropy(0.2)
+    slips = [
+        (dict(ascend=False), "your weights moved like one plain step with the gradient at w. SAM steps with the "
+                             "gradient at w + e: after the first backward call sam.ascend(), run the second forward "
+                             "and backward there, then sam.restore(), and only then optimizer.step()"),
+        (dict(restore=False), "the step was taken from w + e instead of w: call sam.restore() after the second "
+                              "backward, before optimizer.step()"),
+        (dict(clear_first=False), "the gradients left over from the previous step were added to the first pass: "
+                                  "start the step with optimizer.zero_grad()"),
+        (dict(clear_between=False), "the second gradient was added to the first: clear the gradients between the "
+                                    "passes (sam.ascend() does it for you)"),
+    ]
+    for flags, hint in slips:
+        if _same_weights(got, _step_by_hand(net, images, labels, lr, rho, stale, poster, **flags)):
+            return hint
+    wrong_losses = [
+        ("plain cross-entropy", nn.CrossEntropyLoss()),
+        ("CE + 1 x LSCE(0.2)", PosterLoss(0.2, 1.0)),
+        ("CE + 2 x CE (no label smoothing)", PosterLoss(0.0, 2.0)),
+        ("2 x LSCE(0.2) without the plain CE", lambda logits, y: 2 * smoothed(logits, y)),
+        ("LSCE(0.2) alone", smoothed),
+    ]
+    for name, loss_fn in wrong_losses:
+        if _same_weights(got, _step_by_hand(net, images, labels, lr, rho, stale, loss_fn)):
+            return (f"your step matches SAM with the loss {name}. POSTER's loss is CE + 2 x LSCE(0.2): "
+                    "F.cross_entropy(logits, labels) + 2 * F.cross_entropy(logits, labels, label_smoothing=0.2)")
+    return ""
