@@ -11,11 +11,12 @@ pictures, widgets) load on first use, so `import poster_lite` stays quick.
 import importlib
 
 from .complexity import complexity, size_table
-from .config import PRESETS, PosterConfig, make_config
-from .models import PosterModel, build_model, load_official_weights
-# Functions that share their module's name are bound now: once a submodule is imported,
-# Python sets the package attribute of that name to the module, hiding a lazy function.
+from .config import ALL_PRESETS, PRESETS, PosterConfig, PosterV2Config, make_config
+
+# `fast` and `predict` share their module's name, so they are bound now: once a submodule is
+# imported, Python sets the package attribute of that name to the module, hiding a lazy function.
 from .fast import fast
+from .models import PosterModel, PosterV2Model, build_model, load_official_weights
 from .predict import predict
 
 __version__ = "0.1.0"
@@ -33,8 +34,9 @@ _SUBMODULES = ("data", "viz", "widgets", "lab_checks", "training", "model_cache"
 # is the key layout they load through)
 _MODULE_OF = {"official": "official_files"}
 
-__all__ = ["PosterConfig", "PRESETS", "make_config", "PosterModel", "build_model",
-           "load_official_weights", "complexity", "size_table", "fast", "predict", *_LAZY, *_SUBMODULES]
+__all__ = ["PosterConfig", "PosterV2Config", "PRESETS", "ALL_PRESETS", "make_config", "PosterModel",
+           "PosterV2Model", "build_model", "load_official_weights", "complexity", "size_table", "fast", "predict",
+           *_LAZY, *_SUBMODULES]
 
 
 def __getattr__(name):

@@ -17,7 +17,9 @@ target (`os.replace`), so a run killed mid-write leaves the previous file intact
 `load_checkpoint` also reads the authors' released POSTER checkpoints: their
 class order and channel order follow from the release's facts (RAF-DB: token
 mixers, BGR, RAF-DB order; AffectNet: no token mixers, RGB, AffectNet order,
-which is reordered into the package's class order on loading).
+which is reordered into the package's class order on loading). POSTER V2's files
+(keys VIT.*, attn1-3.*) load as `poster-v2`: RGB, RAF-DB's order for 7 classes;
+AffectNet-8's order is not settled by that release (AffectNet's own is assumed).
 """
 from __future__ import annotations
 
@@ -160,15 +162,18 @@ def read_checkpoint_file(path) -> dict:
 def _release_model(obj, path: str, classes=None, channel_order=None) -> nn.Module:
     """Build and fill a POSTER from the authors' checkpoint; the config follows from its keys."""
     from .models.official import _as_state_dict, load_official_weights
+    from .models.official_v2 import is_v2_release
     from .models.poster import build_model
 
     try:
         sd = _as_state_dict(obj, path)
     except ValueError as e:
         raise UserError(str(e)) from None
+    if is_v2_release(sd):
+        return _release_v2_model(sd, path, classes, channel_order)
     if not any(k.startswith("pyramid_fuse.") for k in sd):
-        raise UserError(f"{path} is neither a poster-lite checkpoint nor a whole POSTER from the "
-                        "authors' release (a backbone file like ir50.pth goes through "
+        raise UserError(f"{path} is neither a poster-lite checkpoint nor a whole POSTER or POSTER V2 from "
+                        "the authors' releases (a backbone file like ir50.pth goes through "
                         "load_official_weights)")
     block_ids = {int(k.split(".")[2]) for k in sd if k.startswith("pyramid_fuse.blocks.")}
     mix_tokens = any(k.startswith("pyramid_fuse.blocks.") and ".conv." in k for k in sd)
@@ -191,14 +196,51 @@ def _release_model(obj, path: str, classes=None, channel_order=None) -> nn.Modul
     return model
 
 
+def _release_v2_model(sd: dict, path: str, classes=None, channel_order=None) -> nn.Module:
+    """A POSTER V2 from the authors' file (POSTER_V2_FACTS.md): RGB input (their loader is PIL's);
+    the class count from the head. 7 classes: RAF-DB's label order (the confusion matrix the
+    release ships fits RAF-DB's test set in that order; an AffectNet-7 file has the same layout,
+    so pass `classes` if yours is one). 8 classes (AffectNet-8): the release does not settle the
+    order; AffectNet's own numbering is assumed, as in POSTER's AffectNet release, and the head is
+    reordered into the package's order; `meta["label_order"]` says so."""
+    import warnings
+
+    from .models import build_model, load_official_weights
+
+    num_classes = sd["VIT.head.linear.weight"].shape[0]
+    model = build_model("poster-v2", num_classes=num_classes)
+    load_official_weights(model, sd, verbose=False)
+    note = "RAF-DB's order, from the release's confusion matrix"
+    if num_classes <= len(RAF_DB_ORDER):
+        names = list(RAF_DB_ORDER[:num_classes])
+    elif num_classes == len(AFFECTNET_ORDER):
+        names = list(PACKAGE_ORDER)
+        rows = torch.tensor([AFFECTNET_ORDER.index(c) for c in names])
+        with torch.no_grad():
+            model.head.weight.copy_(model.head.weight[rows])
+            model.head.bias.copy_(model.head.bias[rows])
+        note = ("not settled by the POSTER V2 release: AffectNet's own numbering (0 Neutral ... 7 Contempt) "
+                "assumed; check the predictions on a few faces of known expression")
+        if classes is None:
+            warnings.warn(f"{path}: an 8-class POSTER V2 (AffectNet-8) file; its label order is {note}",
+                          stacklevel=3)
+    else:
+        names, note = [f"class {i}" for i in range(num_classes)], "unknown: pass classes="
+    model.meta = {"classes": list(classes or names), "channel_order": channel_order or "rgb",
+                  "config": model.config.to_dict(), "source": "authors' release (POSTER V2)", "metrics": {},
+                  "label_order": "given by the caller" if classes else note}
+    return model
+
+
 def load_checkpoint(path, device=None, classes=None, channel_order=None) -> nn.Module:
     """A model (eval mode) from a checkpoint file, with `model.meta` (classes, channel_order, config, metrics).
 
-    Reads poster-lite checkpoints (`DIR/best`, `DIR/last`) and the authors' released
-    whole-POSTER checkpoints. `classes` / `channel_order` override the metadata.
+    Reads poster-lite checkpoints (`DIR/best`, `DIR/last`) of POSTER or POSTER V2, and the
+    authors' released whole-POSTER and POSTER V2 checkpoints. `classes` / `channel_order`
+    override the metadata.
     """
-    from .config import PosterConfig
-    from .models.poster import PosterModel
+    from .config import config_from_dict
+    from .models import build_model
 
     contents = read_checkpoint_file(path)
     if "release" in contents:
@@ -209,10 +251,10 @@ def load_checkpoint(path, device=None, classes=None, channel_order=None) -> nn.M
             raise UserError(f"{path} holds no POSTER config in its metadata, so the model cannot be "
                             "rebuilt; load its state_dict into your own module with read_checkpoint_file")
         try:
-            config = PosterConfig.from_dict(meta["config"])
+            config = config_from_dict(meta["config"])
         except (ValueError, TypeError) as e:
             raise UserError(f"{path}: its config cannot be rebuilt: {e}") from None
-        model = PosterModel(config)
+        model = build_model(config)
         try:
             model.load_state_dict(contents["state_dict"], strict=True)
         except RuntimeError as e:

@@ -62,14 +62,14 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
     backbones: "auto" starts from the pretrained backbones in data/cache/backbones (notebook 02 /
     `poster-lite pretrain-backbones`), pretraining them first when they are missing (a few
     minutes; SMOKE runs use whatever is there); "none" starts from random backbones.
-    `overrides` change the architecture (any PosterConfig field) and get their own cache.
+    `overrides` change the architecture (any PosterConfig / PosterV2Config field) and get their own cache.
     Returns the model in eval mode with `model.meta` (classes, metrics, history).
     """
     from .checkpoint import load_checkpoint
     from .config import make_config
     from .data import load
     from .device import pick_device
-    from .models.poster import build_model
+    from .models import build_model
     from .pretrain import ensure_pretrained_backbones, load_pretrained_backbones
     from .training import train
     from .training.recipe import default_lr

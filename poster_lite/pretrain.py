@@ -304,9 +304,10 @@ BACKBONE_FIELDS = ("ir_stem", "ir_widths", "ir_units", "ir_embedding_head", "ir_
 
 
 def backbone_folders(config) -> list:
-    """Cache folders whose preset has exactly these backbones (poster-t/s/l share theirs)."""
-    from .config import PRESETS
-    same = [name for name in PRESETS
+    """Cache folders whose preset has exactly these backbones (poster-t/s/l share theirs, and
+    poster-v2-nano shares poster-nano's)."""
+    from .config import ALL_PRESETS
+    same = [name for name in ALL_PRESETS
             if all(getattr(make_config(name), f) == getattr(config, f) for f in BACKBONE_FIELDS)]
     return [backbone_dir(name) for name in same]
 

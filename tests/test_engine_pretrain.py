@@ -35,7 +35,7 @@ def test_cosface_subtracts_the_margin_from_the_true_class_only():
 def test_cache_folders_are_per_preset_and_shared_by_equal_backbones():
     assert backbone_dir("poster-nano").parts[-3:] == ("cache", "backbones", "poster-nano")
     folders = {f.name for f in backbone_folders(build_model("poster-nano").config)}
-    assert folders == {"poster-nano", "image-only-nano"}
+    assert folders == {"poster-nano", "image-only-nano", "poster-v2-nano"}      # V2-nano has the same backbones
 
 
 def test_pretrain_writes_official_layouts_that_poster_loads(tmp_path, capsys):

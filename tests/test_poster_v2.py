@@ -348,3 +348,103 @@ def test_trains_through_the_engine(one_thread):
     model = pl.build_model("poster-v2-nano", num_classes=3)
     history = pl.train(model, data, data, epochs=1, batch_size=8, progress=False, lr=1e-3)
     assert len(history) == 1 and math.isfinite(history["train_loss"].iloc[0])
+
+
+# ---- through the suite: command line, run folders, checkpoints, the release's files -------
+def test_cli_trains_evaluates_and_predicts_a_v2_run(one_thread, tmp_path, capsys):
+    """`poster-lite train --model poster-v2-nano` writes a run whose `best` the loader rebuilds as a
+    POSTER V2, and `evaluate` / `predict` work on it as on a V1 run."""
+    import numpy as np
+    from PIL import Image
+
+    from poster_lite.cli import main
+    from poster_lite.data import CLASSES
+    from poster_lite.data.synthfer import draw_face
+
+    out = tmp_path / "v2"
+    assert main(["train", "--model", "poster-v2-nano", "--data", "synthfer", "--epochs", "1", "--batch-size", "8",
+                 "--out", str(out), "--limit", "16", "--backbones", "none"]) == 0
+    printed = capsys.readouterr()
+    assert "training a POSTER V2 (3 scales, a 2-block ViT)" in printed.out + printed.err
+    model = pl.load_checkpoint(out / "best")
+    assert isinstance(model, PosterV2Model) and model.meta["config"]["family"] == "poster-v2"
+    assert model.config == pl.make_config("poster-v2-nano")
+
+    assert main(["evaluate", "--checkpoint", str(out / "best"), "--data", "synthfer", "--split", "test",
+                 "--limit", "14", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 14 and report["classes"] == list(CLASSES)
+    assert 0 <= report["accuracy"] <= 1
+
+    face, _ = draw_face({"AU6": 1.0, "AU12": 1.0}, size=224)
+    Image.fromarray(np.pad(face, ((30, 30), (30, 30), (0, 0)), mode="edge")).save(tmp_path / "face.png")
+    assert main(["predict", str(tmp_path / "face.png"), "--checkpoint", str(out / "best")]) == 0
+    file, box, label, probability = capsys.readouterr().out.strip().split("  ")
+    assert file.endswith("face.png") and label in CLASSES and 0 < float(probability) <= 1
+
+
+def test_trained_model_cache_takes_v2_names(tmp_path, monkeypatch):
+    """pl.trained_model("poster-v2-nano") builds a V2 and caches it apart; the cached run reloads as V2."""
+    from poster_lite import model_cache
+
+    monkeypatch.setattr(model_cache, "RUN_SETTINGS",
+                        {**model_cache.RUN_SETTINGS, "smoke": dict(epochs=1, batch_size=8, n_train=16, sam=False)})
+    monkeypatch.setattr(model_cache, "cache_root", lambda: tmp_path / "cache")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = pl.trained_model("poster-v2-nano", smoke=True, backbones="none", progress=False)
+        again = pl.trained_model("poster-v2-nano", smoke=True, backbones="none", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert isinstance(model, PosterV2Model) and isinstance(again, PosterV2Model)
+    assert [p.name.startswith("poster-v2-nano-smoke") for p in (tmp_path / "cache" / "models").iterdir()] == [True]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_v2_backbones_come_from_poster_nano_folders():
+    from poster_lite.pretrain import backbone_dir, backbone_folders
+
+    folders = backbone_folders(pl.make_config("poster-v2-nano"))
+    assert backbone_dir("poster-nano") in folders and backbone_dir("poster-v2-nano") in folders
+    assert backbone_dir("poster-v2-nano") in backbone_folders(pl.make_config("poster-nano"))
+
+
+def test_package_exports_v2():
+    assert pl.PosterV2Config is PosterV2Config and pl.PosterV2Model is PosterV2Model
+    assert pl.ALL_PRESETS is ALL_PRESETS
+
+
+@pytest.mark.parametrize("num_classes", [7, 8])
+def test_a_v2_release_file_loads_through_the_checkpoint_loader(num_classes, tmp_path):
+    """A file in the release's layout ({'state_dict': module.-prefixed, 'epoch'}) gives `poster-v2` with the
+    file's weights, RGB, RAF-DB's order for 7 classes; for 8 the unsettled order is assumed and said."""
+    import warnings
+
+    from poster_lite.checkpoint import AFFECTNET_ORDER, PACKAGE_ORDER, RAF_DB_ORDER
+    from poster_lite.models.official_v2 import v2_release_state_dict
+
+    torch.manual_seed(num_classes)
+    source = pl.build_model("poster-v2", num_classes=num_classes).eval()
+    with torch.no_grad():
+        for block in source.cross:
+            block.attn.relative_position_bias_table.normal_()
+    release = {"module." + k: v for k, v in v2_release_state_dict(source).items()}
+    torch.save({"epoch": 3, "state_dict": release}, tmp_path / "rafdb_best.pth")
+    del release
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = pl.load_checkpoint(tmp_path / "rafdb_best.pth")
+    assert isinstance(model, PosterV2Model) and model.config.num_classes == num_classes
+    assert model.meta["channel_order"] == "rgb" and model.meta["source"].endswith("(POSTER V2)")
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        want, got = source(x)[0], model(x)[0]
+    if num_classes == 7:
+        assert model.meta["classes"] == list(RAF_DB_ORDER) and not caught
+        assert torch.equal(got, want)
+    else:
+        assert model.meta["classes"] == list(PACKAGE_ORDER)
+        assert "not settled" in model.meta["label_order"] and any("not settled" in str(w.message) for w in caught)
+        # the head's rows were reordered from AffectNet's numbering into the package's order
+        assert torch.equal(got, want[[AFFECTNET_ORDER.index(c) for c in PACKAGE_ORDER]])

@@ -110,7 +110,7 @@ def _open_splits(args, rank):
 
 
 def _build(args, num_classes: int, say):
-    from ..models.poster import build_model
+    from ..models import build_model
     from ..pretrain import backbone_folders, load_pretrained_backbones
 
     model = build_model(args.model, num_classes=num_classes)

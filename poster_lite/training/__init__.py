@@ -169,7 +169,10 @@ def _announce(model, device, precision, train_data, val_data, batch_size, steps,
     if rows:
         tqdm.write(f"resuming {run.out} after epoch {rows[-1]['epoch']}")
     config = getattr(model, "config", None)
-    name = f"a {config.depth}-block POSTER" if hasattr(config, "depth") else type(model).__name__
+    if getattr(config, "family", None) == "poster-v2":
+        name = f"a POSTER V2 ({len(config.scales)} scales, a {config.depth}-block ViT)"
+    else:
+        name = f"a {config.depth}-block POSTER" if hasattr(config, "depth") else type(model).__name__
     tqdm.write(f"training {name} on {device} in {precision}: {len(train_data)} train / "
                f"{len(val_data) if val_data is not None else 0} val images, batch {batch_size}, "
                f"{steps} steps per epoch" + (f", {world} processes" if world > 1 else ""))
