@@ -140,6 +140,8 @@ def cached_features(preset: str = "poster-nano", train_views: int = 4, device=No
     model = build_model(preset)
     if model.landmark_backbone is None:
         raise UserError(f"{preset} has no landmark backbone; build features from a two-stream preset")
+    from .shipped import install_shipped_backbones
+    install_shipped_backbones(model.config)      # none cached: the nano ones shipped with the package (seconds)
     loaded = load_pretrained_backbones(model)
     if len(loaded) < 2:
         raise UserError(f"the frozen-backbone ablations need both pretrained {preset} backbones, found "

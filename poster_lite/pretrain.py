@@ -315,15 +315,11 @@ def backbone_folders(config) -> list:
 def load_pretrained_backbones(model, folder=None) -> list:
     """Load pretrained backbone files into a POSTER; returns the files loaded.
 
-    Without `folder`, looks in the cache of every preset with the same backbones; when none holds
-    any, the backbones shipped with the package (the nano ones) are installed there first.
+    Without `folder`, looks in the cache of every preset with the same backbones.
     """
     from .models.official import load_official_weights
 
     folders = [Path(folder)] if folder is not None else backbone_folders(model.config)
-    if folder is None and not any((f / IMAGE_FILE).exists() or (f / LANDMARK_FILE).exists() for f in folders):
-        from .shipped import install_shipped_backbones
-        install_shipped_backbones(model.config)
     wanted = [IMAGE_FILE] + ([LANDMARK_FILE] if model.landmark_backbone is not None else [])
     loaded = []
     for name in wanted:

@@ -11,12 +11,12 @@ runs/tour/: NN_name.ipynb (executed), NN_name.html (nbconvert) and summary.json,
 and a table is printed: notebook, status, minutes, headline.
 
 Before the notebooks, a default-mode tour of the whole suite makes what several
-notebooks share and cache (`--no-prepare` skips it): the pretrained nano backbones,
-the trained poster-nano and image-only-nano (`pl.trained_model`) and the frozen features
-of the ablation grid. On a fresh clone that is the long part (22 minutes on 2 CPU cores,
-of a 28-minute tour); it is
-timed and listed as its own row, and every notebook after it loads those caches. A
-notebook run on its own does the same work itself, with progress bars, the first time.
+notebooks share and cache (`--no-prepare` skips it): the pretrained nano backbones and
+the trained poster-nano and image-only-nano come shipped with the package
+(poster_lite/shipped/: installed and loaded in seconds, unless models trained here are
+cached), and the frozen features of the ablation grid are computed (about 1.6 minutes on
+2 idle CPU cores). It is timed and listed as its own row, and every notebook after it
+loads those caches. A notebook run on its own does the same work itself the first time.
 
 A notebook states its headline number by printing one line that starts with
 `HEADLINE:` (e.g. `print(f"HEADLINE: test accuracy {acc:.1%}")`); the last such
@@ -170,9 +170,10 @@ def prepare(device: str = "auto") -> dict:
         steps.append(f"backbones: identity {reports['image_backbone']['identity_accuracy']:.0%}, "
                      f"NME {reports['landmark_backbone']['nme']:.3f}")
         for name in ("poster-nano", "image-only-nano"):       # 00, 03, 06, 08 use the first; 06 both
-            metrics = pl.trained_model(name, device=device).meta.get("metrics", {})
-            steps.append(f"{name} test {metrics['test_accuracy']:.1%}" if "test_accuracy" in metrics
-                         else f"{name} trained")
+            meta = pl.trained_model(name, device=device).meta
+            metrics, source = meta.get("metrics", {}), meta.get("source", "trained here")
+            steps.append(f"{name} test {metrics['test_accuracy']:.1%} ({source})" if "test_accuracy" in metrics
+                         else f"{name} ({source})")
         ablation.cached_features("poster-nano", device=device)
         steps.append("ablation features cached")
     except Exception as e:  # reported in the table like a failed notebook

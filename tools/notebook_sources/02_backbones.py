@@ -580,7 +580,7 @@ else:
     # Loads data/cache/backbones/<MODEL>/ when it is complete, else pretrains now (two epochs
     # each keep this under a lab's patience on a CPU; exercise 7 trains longer).
     print("cached" if (backbone_folder / "report.json").exists() else "pretraining now:", backbone_folder)
-    reports = pretrain.ensure_pretrained_backbones(MODEL, epochs=PRETRAIN_EPOCHS, device=device)
+    reports = pretrain.ensure_pretrained_backbones(MODEL, epochs=PRETRAIN_EPOCHS, device=device, shipped=False)
 image_report, landmark_report = reports["image_backbone"], reports["landmark_backbone"]
 print(f"IR-50 identities: {image_report['identity_accuracy']:.1%} of {image_report['held_out_images']} held-out photos "
       f"of {image_report['identities']} people (chance {image_report['chance']:.1%}), {image_report['epochs']} epochs")
