@@ -1,0 +1,137 @@
+"""The package data of poster_lite/shipped/: the trained nano models and their manifest, the pretrained
+nano backbones and the ablation grid, read through importlib.resources.
+
+The accuracy check scores each shipped model on the SynthFER test split (deterministic: its fingerprint
+is in the manifest) through the fast inference path in float32, as tools/zoo.py measured it."""
+import fnmatch
+import hashlib
+import json
+import pathlib
+import re
+
+import pytest
+import torch
+
+import poster_lite as pl
+from poster_lite import shipped
+from poster_lite.errors import UserError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MODELS = ("poster-nano", "image-only-nano")
+MANIFEST = shipped.manifest()
+
+
+def _package_data_patterns() -> list:
+    text = (REPO / "pyproject.toml").read_text()
+    block = re.search(r'^\[tool\.setuptools\.package-data\]\n"poster_lite\.shipped" = \[(.*?)\]', text, re.M)
+    assert block, "pyproject.toml ships no package data for poster_lite.shipped"
+    return re.findall(r'"([^"]+)"', block[1])
+
+
+def test_manifest_describes_every_shipped_file():
+    assert set(MANIFEST["models"]) == set(MODELS)
+    assert set(MANIFEST["backbones"]) == {"poster-nano"}
+    entries = [*MANIFEST["models"].values(), *MANIFEST["backbones"].values()]
+    for entry in MANIFEST["models"].values():
+        for field in ("recipe", "command", "date", "dataset", "test_accuracy", "config", "classes"):
+            assert field in entry, f"the manifest's {entry['file']} has no {field}"
+        assert entry["dataset"]["fingerprint"] and entry["dataset"]["split"] == "test"
+        assert 0.3 < entry["test_accuracy"] <= 1.0, "a trained model, well above chance (1/7)"
+    total = 0
+    for entry in entries:
+        data = (shipped.files() / entry["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], f"{entry['file']} is not the file the manifest describes"
+        total += len(data)
+    assert total <= 15e6, f"shipped weights are {total / 1e6:.1f} MB, over the 15 MB budget"
+
+
+def test_every_shipped_file_is_package_data():
+    """pyproject's package-data patterns cover each file here, so the wheel (and Colab's install) has them."""
+    patterns = _package_data_patterns()
+    folder = REPO / "poster_lite" / "shipped"
+    for path in folder.iterdir():
+        if path.suffix in (".py", ".pyc") or path.name == "__pycache__":
+            continue
+        assert any(fnmatch.fnmatch(path.name, p) for p in patterns), f"{path.name} would not be in the wheel"
+    assert shipped.ablation_results()["runs"], "the ablation grid ships too"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_each_shipped_model_scores_the_manifest_accuracy(name):
+    from poster_lite.data import data_dir
+    test_set = pl.data.load("synthfer", split="test")
+    entry = MANIFEST["models"][name]
+    assert shipped.split_fingerprint(data_dir() / "synthfer") == entry["dataset"]["fingerprint"], \
+        "this code draws another SynthFER test split than the manifest's models were scored on: `make zoo`"
+    model = pl.trained_model(name, source="shipped")
+    accuracy = pl.evaluate(pl.fast(model, device="cpu", precision="fp32"), test_set, batch_size=128)["accuracy"]
+    assert abs(accuracy - entry["test_accuracy"]) <= 0.001, \
+        f"{name}: test accuracy {accuracy:.4f}, the manifest says {entry['test_accuracy']:.4f}"
+
+
+def test_trained_model_on_a_fresh_machine_is_the_shipped_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSTER_LITE_DATA", str(tmp_path))          # nothing cached, no data at all
+    model = pl.trained_model()
+    assert model.meta["source"] == "shipped" and not model.training
+    assert model.meta["metrics"]["test_accuracy"] == MANIFEST["models"]["poster-nano"]["test_accuracy"]
+    assert model.meta["dataset"]["fingerprint"] == MANIFEST["models"]["poster-nano"]["dataset"]["fingerprint"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert pl.trained_model("image-only-nano", smoke=True).meta["source"] == "shipped", "SMOKE runs load it too"
+    assert not (tmp_path / "cache" / "models").exists(), "loading trained nothing and cached nothing"
+
+
+class _Trained(Exception):
+    pass
+
+
+def test_retraining_is_one_argument_away(tmp_path, monkeypatch):
+    """retrain=True (or source="train" with nothing cached) trains instead of loading the shipped model."""
+    import poster_lite.training as training
+    monkeypatch.setenv("POSTER_LITE_DATA", str(tmp_path))
+    calls = []
+
+    def fake_train(model, train_set, *a, **kw):
+        calls.append(kw.get("out_dir"))
+        raise _Trained
+
+    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(pl.data, "load", lambda *a, **k: type("S", (), {"classes": ["a"] * 7, "__len__": lambda s: 1})())
+    for kwargs in ({"retrain": True}, {"source": "train"}):
+        with pytest.raises(_Trained):
+            pl.trained_model("poster-nano", smoke=True, **kwargs)
+    assert len(calls) == 2
+    with pytest.raises(UserError, match="source must be"):
+        pl.trained_model(source="drive")
+    with pytest.raises(UserError, match="no shipped 'poster-nano' for these settings"):
+        pl.trained_model("poster-nano", source="shipped", depth=3)
+
+
+def test_shipped_backbones_install_into_an_empty_cache_and_load(tmp_path, monkeypatch):
+    from poster_lite.pretrain import ensure_pretrained_backbones, load_pretrained_backbones
+    monkeypatch.setenv("POSTER_LITE_DATA", str(tmp_path))
+    model = pl.build_model("image-only-nano")                       # shares poster-nano's IR-50
+    assert load_pretrained_backbones(model) == [], "loading alone writes nothing"
+    installed = ensure_pretrained_backbones("image-only-nano")     # none cached: the shipped ones, no training
+    report = json.loads((tmp_path / "cache" / "backbones" / "poster-nano" / "report.json").read_text())
+    assert installed == report
+    assert "shipped" in report["source"] and report["image_backbone"]["identity_accuracy"] > 0.3
+    assert [pathlib.Path(p).name for p in load_pretrained_backbones(model)] == ["ir50.pth"]
+    two = pl.build_model("poster-nano")
+    assert len(load_pretrained_backbones(two)) == 2
+    # the same weights as the shipped model's backbones started from (half precision, as shipped)
+    tensors = shipped._read_tensors(MANIFEST["backbones"]["poster-nano"]["file"])
+    first = next(k for k in tensors if k.startswith("mobilefacenet.") and k.endswith("weight"))
+    assert tensors[first].dtype == torch.float16
+
+
+def test_installing_backbones_never_overwrites(tmp_path):
+    (tmp_path / "report.json").write_text("{}")
+    with pytest.raises(UserError, match="not overwriting"):
+        shipped.install_backbones("poster-nano", tmp_path)
+    assert (tmp_path / "report.json").read_text() == "{}"
+
+
+def test_unknown_shipped_model_is_named():
+    with pytest.raises(UserError, match="no shipped model 'poster-l'.*poster-nano"):
+        shipped.load_model("poster-l")
