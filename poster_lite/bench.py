@@ -8,6 +8,7 @@ the numbers are reported (printed as a table and saved as JSON).
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -19,7 +20,7 @@ import torch
 from .checkpoint import atomic_write
 from .complexity import complexity
 from .config import make_config
-from .device import explicit_attention_for_training, pick_device, resolve_precision
+from .device import explicit_attention_for_training, loader_options, pick_device, resolve_precision
 from .fast import fast
 from .models import build_model
 
@@ -95,13 +96,16 @@ def sam_step_fn(name: str, model, batch, device, precision: str, channels_last: 
     return step
 
 
-def _test_faces(n: int, quick: bool, transform=None):
+def _test_faces(n: int, quick: bool, transform=None, source_size: int = 112):
     """SynthFER's test split: the default set when it is on disk; otherwise a full run
     generates it (about 3 minutes, once), while a quick run draws a small set of its own
-    (under a second) so that `--quick` stays quick on a fresh clone."""
+    (under a second) so that `--quick` stays quick on a fresh clone. source_size=224: a
+    small set of synthfer-224's kind (224 px JPEGs, what a training at 224 decodes)."""
     from .data import DEFAULT_SET, data_dir, load
     from .data.synthfer import is_current
 
+    if source_size == 224:
+        return load("synthfer-224", split="test", transform=transform, n_train=8, n_val=8, n_test=n, progress=False)
     small = quick and not is_current(data_dir() / "synthfer", **DEFAULT_SET)
     extra = dict(n_train=8, n_val=8, n_test=n, progress=False) if small else {}
     return load("synthfer", split="test", transform=transform, **extra)
@@ -118,15 +122,16 @@ def sample_faces(n: int, size: int, quick: bool = False):
 
 def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict:
     """Images/s of the input pipeline alone, in this process: decode only, then decode +
-    eval transform, then decode + the training augmentation (one core's worth).
+    eval transform, then decode + the training augmentation (one core's worth). The faces
+    are SynthFER JPEGs of `size` pixels where there is such a set (112 and 224).
 
     Reported beside the model figures so that one can see whether a training or an
-    evaluation loop waits for its data (if the pipeline is slower than the model, add
-    DataLoader workers; `num_workers=` in `pl.train`).
+    evaluation loop waits for its data (`input_verdict`; if the pipeline is slower than the
+    model, add DataLoader workers: `num_workers=` in `pl.train`).
     """
     from .data.transforms import eval_transform, train_transform
 
-    ds = _test_faces(n, quick)
+    ds = _test_faces(n, quick, source_size=224 if size == 224 else 112)
     idx = list(range(min(n, len(ds))))
     out = {"images": len(idx), "source_size": list(ds[0][0].size), "size": size}
     for name, transform in (("decode", None), ("decode + eval transform", eval_transform(size)),
@@ -140,6 +145,36 @@ def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict:
                 image.load()
         out[name] = len(idx) / (time.perf_counter() - start)
     return out
+
+
+def input_verdict(decode_images_per_s: float, workers: int, step_images_per_s: float) -> dict:
+    """Does a training loop wait for its data? "input-bound" or "compute-bound", with the rates.
+
+    decode_images_per_s: one process decoding and augmenting (pipeline_speed's
+    "decode + train augmentation"); workers: the DataLoader's processes (0: the training
+    process decodes itself, between steps); step_images_per_s: the training step's rate.
+    Workers decode in parallel with the step, so the loop runs at the slower of the two:
+    the feed (workers x one worker's rate) or the step. Without workers the two take turns,
+    so the loop runs at 1 / (1/decode + 1/step), and decoding is the larger share when it
+    is slower than the step.
+    """
+    feed = decode_images_per_s * max(1, workers)
+    if workers > 0:
+        loop = min(feed, step_images_per_s)
+    else:
+        loop = 1 / (1 / decode_images_per_s + 1 / step_images_per_s)
+    verdict = "input-bound" if feed < step_images_per_s else "compute-bound"
+    return {"verdict": verdict, "feed_images_per_s": feed, "step_images_per_s": step_images_per_s,
+            "workers": workers, "decode_images_per_s": decode_images_per_s, "loop_images_per_s": loop,
+            "workers_needed": math.ceil(step_images_per_s / decode_images_per_s)}
+
+
+def verdict_line(model: str, device: str, v: dict) -> str:
+    feed = (f"{v['workers']} loader process(es) x {v['decode_images_per_s']:.0f} = {v['feed_images_per_s']:.0f} img/s"
+            if v["workers"] else f"decoded in the training process at {v['decode_images_per_s']:.0f} img/s")
+    return (f"  {model} on {device}: training step {v['step_images_per_s']:.1f} img/s, input {feed} -> "
+            f"{v['verdict']} (the loop: about {v['loop_images_per_s']:.1f} img/s; "
+            f"{v['workers_needed']} loader process(es) would keep up)")
 
 
 def agreement(model, fast_model, images, batch=64) -> dict:
@@ -206,9 +241,23 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
                 + (f", accuracy {100 * entry['faithful_accuracy']:.2f}% vs {100 * entry['fast_accuracy']:.2f}%"
                    if "fast_accuracy" in entry else ""))
             del model, fast_model
-    pipe = result["pipeline"] = pipeline_speed(112, n=64 if quick else 512, quick=quick)
-    log(f"[data] SynthFER {pipe['source_size'][0]} px JPEGs to {pipe['size']} px, one core: "
-        + ", ".join(f"{k} {v:.0f} img/s" for k, v in pipe.items() if isinstance(v, float)))
+    result["pipelines"] = {}
+    for size in sorted({make_config(name).input_size for name in models} | {112}):
+        pipe = result["pipelines"][size] = pipeline_speed(size, n=64 if quick else 512, quick=quick)
+        log(f"[data] SynthFER {pipe['source_size'][0]} px JPEGs to {pipe['size']} px, one core: "
+            + ", ".join(f"{k} {v:.0f} img/s" for k, v in pipe.items() if isinstance(v, float)))
+    result["pipeline"] = result["pipelines"][112]
+    result["verdicts"] = []
+    log("[input] is the training fed? (pl.train's DataLoader workers on each device: device.loader_options)")
+    for row in (r for r in result["rows"] if r["mode"].startswith("train")):
+        device = torch.device(row["device"])
+        # pl.train's step on CUDA runs channels-last; measured as a candidate (not in --quick)
+        step = row.get("fast_channels_last", row["fast"]) if device.type == "cuda" else row["fast"]
+        decode = result["pipelines"][make_config(row["model"]).input_size]["decode + train augmentation"]
+        v = dict(input_verdict(decode, loader_options(device)["num_workers"], step["images_per_s"]),
+                 model=row["model"], device=row["device"], batch=row["batch"])
+        result["verdicts"].append(v)
+        log(verdict_line(row["model"], row["device"], v))
     if out:
         atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
         log(f"saved {out}")

@@ -259,6 +259,8 @@ def load_checkpoint(path, device=None, classes=None, channel_order=None) -> nn.M
             model.load_state_dict(contents["state_dict"], strict=True)
         except RuntimeError as e:
             raise UserError(f"{path} does not fit the model its config describes: {e}") from None
+        from .training.landmarks import mark_from_checkpoint
+        mark_from_checkpoint(model, meta.get("landmark_backbone"), path)
         model.meta = dict(meta)
         if classes is not None:
             model.meta["classes"] = list(classes)

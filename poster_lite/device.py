@@ -3,8 +3,9 @@
 - `pick_device`: the device asked for (checked: it must exist on this machine), else the
   best one present (CUDA, then Apple's MPS, then the CPU).
 - `resolve_precision`: "auto" becomes the fastest format the device runs well
-  (bf16 on GPUs and CPUs with bf16 matrix units, fp16 on older GPUs, else fp32).
+  (bf16 on GPUs and CPUs with native bf16 matrix units, fp16 on older GPUs, else fp32).
 - `autocast`: the autocast context of a resolved precision (a no-op for fp32).
+- `loader_options`: the DataLoader settings that keep a device fed (workers, pinned memory).
 - `explicit_attention_for_training`: a context manager that trains POSTER's attention
   through its explicit softmax path while bf16 runs on a CPU, and restores the fused
   path however the block is left (a finished run, a diverged one, Ctrl-C).
@@ -83,8 +84,32 @@ def cpu_has_bf16() -> bool:
     return bool(_is_amx_tile_supported() or _is_avx512_bf16_supported())
 
 
+# bf16 matrix units arrived with Ampere (compute capability 8.0: A100, RTX 30xx); a T4 (7.5) or
+# V100 (7.0) only emulates bf16, slower than its fp16 tensor cores, so those get fp16 + a GradScaler.
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+
+def gpu_has_native_bf16(device=None) -> bool:
+    """True when this CUDA GPU computes in bf16 natively (compute capability 8.0 or newer).
+
+    torch.cuda.is_bf16_supported() alone also says yes for emulated bf16 (its default
+    including_emulation=True), which is how a T4 used to get bf16 instead of fp16.
+    """
+    index = torch.device(device).index if device is not None else None
+    if tuple(torch.cuda.get_device_capability(index)) < NATIVE_BF16_CAPABILITY:
+        return False
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:          # a torch before 2.3 has no including_emulation (and did not emulate)
+        return bool(torch.cuda.is_bf16_supported())
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """"auto" -> the fastest precision this device runs well; the others are checked.
+
+    CUDA: bf16 on GPUs with native bf16 (compute capability >= 8.0: A100, H100, RTX 30xx/40xx),
+    else fp16 (T4, V100), which pl.train pairs with a GradScaler. CPU: bf16 where the CPU
+    has bf16 matrix instructions, else fp32. MPS: fp32.
 
     The environment variable POSTER_LITE_PRECISION replaces "auto" (never an explicit choice).
     """
@@ -98,10 +123,51 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if gpu_has_native_bf16(device) else "fp16"
     if device.type == "cpu":
         return "bf16" if cpu_has_bf16() else "fp32"
     return "fp32"          # MPS: autocast support varies across macOS releases
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity: a container's or a scheduler's share),
+    not the machine's count that os.cpu_count() gives."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):          # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
+# At most this many loader processes per GPU: beyond it the decode rate no longer grows
+# (the GPU takes the images as fast as they come) and each worker holds its own memory.
+MAX_WORKERS_PER_GPU = 8
+# Batches each worker prepares ahead (DataLoader's default is 2): a step that follows a
+# slow batch finds the next one ready.
+PREFETCH_BATCHES = 4
+
+
+def loader_options(device, num_workers: int | None = None, processes: int = 1, cpus: int | None = None) -> dict:
+    """The DataLoader keywords that keep `device` fed (pl.train builds its loader with them).
+
+    On CUDA the images are decoded and augmented in worker processes while the GPU computes:
+    by default one per usable CPU core, shared between the `processes` of a torchrun job, one
+    core left for the process that drives the GPU, at most MAX_WORKERS_PER_GPU; pinned memory
+    (faster, asynchronous copies to the GPU), workers kept between epochs (no restart each
+    epoch) and PREFETCH_BATCHES batches prepared ahead. On a CPU the default is 0 workers:
+    the training step itself needs the cores, and decoding in the same process is the
+    fastest there. `num_workers` given (not None) is taken as it is.
+    """
+    device = torch.device(device)
+    if num_workers is None:
+        if device.type == "cuda":
+            per_process = (cpus if cpus is not None else usable_cpus()) // max(1, processes)
+            num_workers = max(1, min(MAX_WORKERS_PER_GPU, per_process - 1))
+        else:
+            num_workers = 0
+    options = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
+    if num_workers > 0:
+        options.update(persistent_workers=True, prefetch_factor=PREFETCH_BATCHES if device.type == "cuda" else 2)
+    return options
 
 
 def autocast(device: torch.device, precision: str):

@@ -94,9 +94,13 @@ class _Targets(Dataset):
 
 
 def _synthfer(split: str, limit: int | None, root=None):
-    """A split of the built-in SynthFER set, or of another SynthFER folder (`root`)."""
-    from .data import load
-    ds = load("synthfer", split) if root is None else load("raf-db", split, root=root)
+    """A split of a built-in SynthFER set (root None: "synthfer", or a name: "synthfer-224"),
+    or of another SynthFER folder (`root`)."""
+    from .data import SYNTHFER_SETS, load
+    if root is None or str(root) in SYNTHFER_SETS:
+        ds = load(str(root or "synthfer"), split)
+    else:
+        ds = load("raf-db", split, root=root)
     n = len(ds) if limit is None else min(limit, len(ds))
     return ds, np.arange(n)
 

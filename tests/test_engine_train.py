@@ -57,6 +57,7 @@ def tiny_model(seed=0):
 
 def quick(model, out_dir=None, epochs=2, **kw):
     kw.setdefault("lr", 1e-3)
+    kw.setdefault("allow_random_landmarks", True)          # tiny runs from random backbones, on purpose
     return train(model, Tiny(16, 0), Tiny(12, 1), epochs=epochs, batch_size=8, out_dir=out_dir,
                  test_set=kw.pop("test_set", Tiny(12, 2)), progress=False, **kw)
 
@@ -165,7 +166,7 @@ def test_a_run_folder_is_continued_or_replaced_only_when_asked(tmp_path):
         quick(tiny_model(), tmp_path, epochs=2, resume=True, lr=1e-2)
     with pytest.raises(UserError, match=r"data.train_images 16 -> 24"):
         train(tiny_model(), Tiny(24, 0), Tiny(12, 1), epochs=2, batch_size=8, out_dir=tmp_path, resume=True,
-              test_set=Tiny(12, 2), progress=False, lr=1e-3)
+              test_set=Tiny(12, 2), progress=False, lr=1e-3, allow_random_landmarks=True)
     with pytest.raises(UserError, match=r"model.config.depth 2 -> 3"):
         torch.manual_seed(0)
         quick(build_model("poster-nano", num_classes=3, depth=3), tmp_path, epochs=2, resume=True)
@@ -226,7 +227,7 @@ model = build_model("poster-nano", num_classes=3)
 # resume=True with nothing to resume is an error: resume only a run that wrote `last`.
 resume = os.path.exists(os.path.join(out, "last"))
 train(model, Tiny(16, 0, delay=delay), Tiny(12, 1), epochs=3, batch_size=8, out_dir=out, resume=resume,
-      lr=1e-3, progress=False)
+      lr=1e-3, progress=False, allow_random_landmarks=True)
 '''
 
 

@@ -94,7 +94,8 @@ def test_bf16_training_on_cpu_uses_the_explicit_attention_then_restores_it(preci
     attention = next(iter(model.attention_modules().values()))
     attention.register_forward_pre_hook(lambda module, args: seen.append(module.fused))
     data = torch.utils.data.TensorDataset(torch.randn(8, 3, 112, 112), torch.arange(8) % 7)
-    pl.train(model, data, data, epochs=1, batch_size=4, precision=precision, progress=False, sam=False)
+    pl.train(model, data, data, epochs=1, batch_size=4, precision=precision, progress=False, sam=False,
+             allow_random_landmarks=True)
     training_calls = seen[:2]                     # two training batches come before the evaluations
     assert training_calls == ([False, False] if precision == "bf16" else [True, True])
     assert all(m.fused for m in model.modules() if hasattr(m, "fused"))

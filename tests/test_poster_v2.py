@@ -346,7 +346,8 @@ def test_trains_through_the_engine(one_thread):
     data.classes = ["a", "b", "c"]
     torch.manual_seed(0)
     model = pl.build_model("poster-v2-nano", num_classes=3)
-    history = pl.train(model, data, data, epochs=1, batch_size=8, progress=False, lr=1e-3)
+    history = pl.train(model, data, data, epochs=1, batch_size=8, progress=False, lr=1e-3,
+                       allow_random_landmarks=True)
     assert len(history) == 1 and math.isfinite(history["train_loss"].iloc[0])
 
 

@@ -13,7 +13,9 @@ def add_parsers(sub, parents) -> None:
     p.add_argument("--model", type=preset, default="poster-nano",
                    help="preset whose backbones to pretrain (default poster-nano)")
     p.add_argument("--which", choices=("both", "image", "landmark"), default="both")
-    p.add_argument("--data", default="synthfer", help="synthfer (the built-in set) or another SynthFER folder")
+    p.add_argument("--data", default="synthfer",
+                   help="synthfer or synthfer-224 (built-in sets: 112 / 224 px; the backbones see 112 px either "
+                        "way) or the folder of another SynthFER set")
     p.add_argument("--epochs", type=number(integer=True, low=1), default=4, help="default 4")
     p.add_argument("--batch-size", type=number(integer=True, low=1), default=64, help="default 64")
     p.add_argument("--lr", type=number(low=0, low_open=True), default=2e-3, help="default 0.002")
@@ -27,11 +29,13 @@ def add_parsers(sub, parents) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from ..data import SYNTHFER_SETS
     from ..errors import UserError
     from ..pretrain import pretrain_backbones
 
-    if args.data != "synthfer" and not Path(args.data).is_dir():
-        raise UserError(f"--data {args.data}: give synthfer or the folder of a SynthFER set")
+    if args.data not in SYNTHFER_SETS and not Path(args.data).is_dir():
+        raise UserError(f"--data {args.data}: give synthfer or the folder of a SynthFER set "
+                        f"(or synthfer-224, the 224 px set)")
     data = None if args.data == "synthfer" else args.data
     reports = pretrain_backbones(args.model, which=args.which, epochs=args.epochs, batch_size=args.batch_size,
                                  lr=args.lr, out_dir=args.out, limit=args.limit, device=args.device,

@@ -252,13 +252,16 @@ def load_official_weights(model: nn.Module, source, verbose: bool = True) -> dic
     # Whole POSTER V2 files, and whole V1 files offered to a V2 model (refused by name):
     # official_v2.py. Backbone files go through the branches below for either model.
     if is_v2_release(keys) or (isinstance(model, PosterV2Model) and is_v1_release(keys)):
-        return load_v2_release(model, sd, where)
+        report = load_v2_release(model, sd, where)
+        _mark_landmarks(getattr(model, "landmark_backbone", None), where)
+        return report
     report = {"source": where, "unused": []}
 
     if any(k.startswith(("ir_back.", "pyramid_fuse.", "face_landback.")) for k in keys):
         if not isinstance(model, PosterModel):
             raise TypeError(f"{where} holds a whole POSTER; load it into a POSTER model")
         _copy_strict(model, sd, lambda k: release_key(k, model.config), where, _poster_hints(model.config, sd))
+        _mark_landmarks(model.landmark_backbone, where)
         report.update(kind="poster", loaded=len(sd))
     elif any(k.startswith(("input_layer.", "body.")) for k in keys):
         target = model.image_backbone if isinstance(model, (PosterModel, PosterV2Model)) else model
@@ -278,6 +281,7 @@ def load_official_weights(model: nn.Module, source, verbose: bool = True) -> dic
             raise TypeError(f"{where} holds a MobileFaceNet; load it into a POSTER model (not image-only) "
                             "or a MobileFaceNet")
         _copy_strict(target, sd, mfn_release_key, where)
+        _mark_landmarks(target, where)
         report.update(kind="mobilefacenet", loaded=len(sd))
     else:
         raise ValueError(f"{where} is not a POSTER, IR-50 or MobileFaceNet checkpoint "
@@ -286,6 +290,12 @@ def load_official_weights(model: nn.Module, source, verbose: bool = True) -> dic
         print(f"load_official_weights: {len(report['unused'])} key(s) of {where} have no place in "
               f"POSTER and were not loaded (IR-50 stage 4 / head): {_listing(report['unused'], 4)}")
     return report
+
+
+def _mark_landmarks(backbone, where: str) -> None:
+    """The landmark backbone now holds trained weights: pl.train checks this (training/landmarks.py)."""
+    from ..training.landmarks import mark_loaded
+    mark_loaded(backbone, where)
 
 
 def to_release_state_dict(module: nn.Module, config=None) -> dict:

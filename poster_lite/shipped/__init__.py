@@ -91,6 +91,8 @@ def load_model(name: str, device=None):
         model.load_state_dict(_as_float32(_read_tensors(entry["file"])), strict=True)
     except RuntimeError as e:
         raise UserError(f"the shipped {entry['file']} does not fit its config in {MANIFEST}: {e}") from None
+    from ..training.landmarks import mark_loaded
+    mark_loaded(model.landmark_backbone, f"shipped {entry['file']}")     # trained from the shipped backbones
     metrics = dict(entry.get("metrics_at_training", {}))
     if "test_accuracy" in entry:
         metrics["test_accuracy"] = entry["test_accuracy"]

@@ -27,12 +27,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..device import explicit_attention_for_training, pick_device, resolve_precision
+from ..device import explicit_attention_for_training, loader_options, pick_device, resolve_precision
 from ..errors import UserError, check_number
 from ..evaluation import as_tensors, evaluate, summary
 from ..losses import PosterLoss
 from ..sam import SAM
-from .loop import History, TrainingDiverged, fit
+from .landmarks import landmark_source, require_pretrained_landmarks
+from .loop import History, RunClock, TrainingDiverged, fit
 from .recipe import BATCH_SIZE, EPOCHS, make_optimizer, make_recipe, make_schedule
 from .run import HISTORY_COLUMNS, RunFolder, describe_data, describe_model, row_metrics, seed_everything
 
@@ -42,7 +43,8 @@ __all__ = ["train", "TrainingDiverged", "HISTORY_COLUMNS"]
 def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, out_dir=None,
           precision: str = "auto", device=None, *, test_set=None, resume: bool = False, overwrite: bool = False,
           channel_order: str = "rgb", criterion=None, progress: bool = True, tensorboard: bool = False,
-          **recipe) -> pd.DataFrame:
+          patience: int | None = None, time_budget: float | None = None, compile: bool = False,
+          allow_random_landmarks: bool = False, **recipe) -> pd.DataFrame:
     """Train `model`; returns the per-epoch history (a DataFrame).
 
     Datasets may yield PIL images (the release's augmentation / the eval transform
@@ -55,10 +57,31 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
     a folder that holds a run needs `resume=True` (continue from `out_dir/last`, with the
     same model, data and recipe) or `overwrite=True`. On return the model holds the best
     epoch's weights and `model.meta` (classes, channel_order, config, metrics).
-    `history.attrs` holds best_epoch, selection, val and test (the scalar metrics).
+    `history.attrs` holds best_epoch, selection, val and test (the scalar metrics), and how
+    the run ended: epochs_trained, max_epochs (= epochs), patience, stopped_by ("patience",
+    "max_epochs" or "time_budget"), converged (stopped by patience), time_budget_min,
+    estimated_s (the total predicted from the first steps) and seconds (the training's wall time).
+
+    `patience`: early stopping, after that many epochs without a better validation score
+    (None: train all `epochs`). `time_budget` (minutes): stop after the last epoch that
+    fits. `compile`: train through torch.compile (a slow first step, faster later ones).
+    A frozen landmark backbone must have been loaded (load_pretrained_backbones,
+    load_official_weights, load_checkpoint): `allow_random_landmarks=True` trains from a
+    random one on purpose (training/landmarks.py says why it is refused otherwise).
+    On CUDA the loader uses worker processes and pinned memory (device.loader_options) and the
+    model trains in channels-last memory.
     """
     recipe = make_recipe(recipe)
     _check_arguments(recipe, epochs, batch_size, train_set, val_set, test_set, out_dir, resume, channel_order)
+    if patience is not None:
+        check_number("patience", patience, low=1, integer=True)
+    if time_budget is not None:
+        check_number("time_budget", time_budget, low=0, low_open=True)
+    resuming = out_dir.resume if isinstance(out_dir, RunFolder) else resume
+    if not resuming:
+        # Before any file is touched (overwrite=True empties the run folder); a resume checks
+        # once `last` has restored the backbone.
+        require_pretrained_landmarks(model, allow_random_landmarks)
     rank, world, local_rank = distributed.setup()
     device = pick_device(device, local_rank)
     precision = resolve_precision(precision, device)
@@ -67,8 +90,14 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
     seed_everything(recipe.seed + rank)      # each process augments differently
     train_data, val_data, test_data, classes = _prepare_data(model, train_set, val_set, test_set, channel_order)
     loader = _make_loader(train_data, batch_size, world, rank, recipe, device)
+    # The worker count as resolved: what a resume must match (None means "the device's own").
+    recipe_record = dict(asdict(recipe), num_workers=loader.num_workers)
+    landmarks = landmark_source(model)
 
     model.to(device)
+    channels_last = device.type == "cuda"    # cuDNN's convolutions run fastest on NHWC tensors
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, recipe)
     schedule = make_schedule(optimizer, recipe, epochs)
     sam = SAM(optimizer, recipe.rho) if recipe.sam else None
@@ -78,10 +107,12 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
     # release's unused class token): DDP must be told not to wait for their gradients.
     net = model if world == 1 else nn.parallel.DistributedDataParallel(
         model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
-    meta = {"classes": classes, "channel_order": channel_order, "recipe": asdict(recipe),
-            "precision": precision, "batch_size": batch_size}
+    if compile:
+        net = torch.compile(net)
+    meta = {"classes": classes, "channel_order": channel_order, "recipe": recipe_record,
+            "precision": precision, "batch_size": batch_size, "landmark_backbone": landmarks}
     # What a resume must match (and `last` records).
-    identity = {"recipe": asdict(recipe), "batch_size": batch_size, "model": describe_model(model),
+    identity = {"recipe": recipe_record, "batch_size": batch_size, "model": describe_model(model),
                 "data": describe_data(train_data, val_data, test_data, classes)}
     run = out_dir if isinstance(out_dir, RunFolder) or out_dir is None else \
         RunFolder(out_dir, resume, overwrite, main=rank == 0)
@@ -91,25 +122,35 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
     with run or nullcontext():
         history = (run.restore(model, optimizer, schedule, scaler, identity, rank) if run else None) \
             or History(recipe.selection)
+        if run and run.resume:
+            require_pretrained_landmarks(model, allow_random_landmarks)     # `last` restored the backbone
+            meta["landmark_backbone"] = landmark_source(model)
         if run and tensorboard:
             run.open_tensorboard()
         if progress and rank == 0:
             _announce(model, device, precision, train_data, val_data, batch_size, len(loader), world, history.rows, run)
         save = (lambda h, better: run.save_epoch(model, h, better, meta, identity, optimizer, schedule, scaler)) \
             if run else None
+        say = tqdm.write if progress and rank == 0 else None
+        clock = RunClock(len(loader), epochs - history.epochs_done, time_budget and time_budget * 60, say)
         try:
             with explicit_attention_for_training(model, device, precision):
                 history = fit(model, loader, optimizer, schedule, criterion, epochs, evaluated, net=net, sam=sam,
                               scaler=scaler, device=device, precision=precision,
                               eval_batch_size=max(batch_size // world, 64), history=history, on_epoch=save,
-                              progress=progress)
+                              progress=progress, patience=patience, clock=clock, channels_last=channels_last)
         except TrainingDiverged as e:
             kept = (f"The last good checkpoint is {run.out / 'last'} (epoch {e.epoch - 1})."
                     if run and e.epoch > 1 else "No checkpoint of this run was written.")
             raise TrainingDiverged(f"{e} {kept} Lower the learning rate or use precision='fp32'.",
                                    e.epoch, e.step) from None
+        ending = {"epochs_trained": history.epochs_done, "max_epochs": epochs, "patience": patience,
+                  "stopped_by": history.stopped_by, "converged": history.stopped_by == "patience",
+                  "time_budget_min": time_budget, "estimated_s": clock.estimate_s,
+                  "seconds": round(clock.elapsed(), 2)}
         results, best_metrics = _test_best_epoch(model, history, test_data, run, meta,
-                                                 max(batch_size // world, 64), device, precision)
+                                                 max(batch_size // world, 64), device, precision, ending)
+    model.to(memory_format=torch.contiguous_format)
     model.meta = dict(meta, epoch=history.best_epoch, metrics=dict(best_metrics, test=results["test"]))
     if getattr(model, "config", None) is not None:
         model.meta["config"] = model.config.to_dict()
@@ -158,7 +199,7 @@ def _make_loader(train_data, batch_size, world, rank, recipe, device) -> DataLoa
     sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=recipe.seed)
     # drop_last: a final batch of one image would break BatchNorm's batch statistics.
     loader = DataLoader(train_data, batch_size=batch_size // world, sampler=sampler, drop_last=True,
-                        num_workers=recipe.num_workers, pin_memory=device.type == "cuda")
+                        **loader_options(device, recipe.num_workers, processes=world))
     if len(loader) == 0:
         raise UserError(f"the training set has {len(train_data)} images, fewer than one batch of "
                         f"{batch_size}; lower the batch size")
@@ -178,14 +219,14 @@ def _announce(model, device, precision, train_data, val_data, batch_size, steps,
                f"{steps} steps per epoch" + (f", {world} processes" if world > 1 else ""))
 
 
-def _test_best_epoch(model, history, test_data, run, meta, batch_size, device, precision):
-    """Put the best epoch's weights back, test them once, write results.json.
-
-    Returns (results, the best epoch's metrics)."""
+def _test_best_epoch(model, history, test_data, run, meta, batch_size, device, precision, ending):
+    """Put the best epoch's weights back, test them once, write results.json (with `ending`:
+    how the run stopped). Returns (results, the best epoch's metrics)."""
     if history.best_state is not None:
         model.load_state_dict(history.best_state)
     best = next((r for r in history.rows if r["epoch"] == history.best_epoch), history.rows[-1])
-    results = {"best_epoch": history.best_epoch, "selection": history.selection, "val": None, "test": None}
+    results = {"best_epoch": history.best_epoch, "selection": history.selection, "val": None, "test": None,
+               **ending}
     if distributed.is_main():
         if "val_acc" in best:
             results["val"] = {"accuracy": best["val_acc"], "mean_class_accuracy": best["val_macc"],

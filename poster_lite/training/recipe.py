@@ -54,14 +54,15 @@ class Recipe:
     # Seeds the weights' shuffling, augmentation and dropout: same seed, same run.
     seed: int = 0
     # DataLoader processes: decoding JPEGs can starve a fast GPU; 0 loads in the main process.
-    num_workers: int = 0
+    # None: the device's own (device.loader_options: 0 on a CPU, one per CPU core on a GPU).
+    num_workers: int | None = None
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in CHOICES and value not in CHOICES[f.name]:
                 raise UserError(f"{f.name} must be one of {', '.join(CHOICES[f.name])}; got {value!r}")
-            if f.name in LIMITS:
+            if f.name in LIMITS and not (value is None and f.default is None):
                 check_number(f.name, value, **LIMITS[f.name])
             if f.type == "bool" and not isinstance(value, bool):
                 raise UserError(f"{f.name} must be True or False, got {value!r}")
@@ -93,7 +94,7 @@ HELP = {
     "smoothing_weight": "loss = CE + W x LSCE (0: plain cross-entropy)",
     "selection": "choose the best epoch on val, or on test (the release's protocol: optimistic)",
     "seed": "random seed of the run",
-    "num_workers": "data loading processes",
+    "num_workers": "data loading processes (auto: 0 on a CPU; on a GPU one per CPU core, up to 8)",
 }
 
 

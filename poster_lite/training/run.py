@@ -30,6 +30,7 @@ import torch
 from .. import distributed
 from ..checkpoint import atomic_write, read_checkpoint_file, save_checkpoint
 from ..errors import UserError
+from .landmarks import mark_from_checkpoint
 from .loop import History
 
 RUN_FILES = ("last", "best", "history.csv", "history.json", "results.json")
@@ -212,6 +213,7 @@ class RunFolder:
             model.load_state_dict(saved["state_dict"])
         except RuntimeError as e:
             raise UserError(f"{last} does not fit this model: {str(e).splitlines()[0]}") from None
+        mark_from_checkpoint(model, saved["meta"].get("landmark_backbone"), last)
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         if scaler and state["scaler"]:
