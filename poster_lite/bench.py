@@ -134,16 +134,23 @@ def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict:
     ds = _test_faces(n, quick, source_size=224 if size == 224 else 112)
     idx = list(range(min(n, len(ds))))
     out = {"images": len(idx), "source_size": list(ds[0][0].size), "size": size}
-    for name, transform in (("decode", None), ("decode + eval transform", eval_transform(size)),
-                            ("decode + train augmentation", train_transform(size))):
-        start = time.perf_counter()
-        for i in idx:
-            image = ds[i][0]
-            if transform is not None:
-                transform(image)
-            else:
-                image.load()
-        out[name] = len(idx) / (time.perf_counter() - start)
+    # One thread, as in a DataLoader worker (PyTorch sets each worker to one): with more, the
+    # transforms' small tensor operations wait for each other (20x slower on a busy 2-core machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, transform in (("decode", None), ("decode + eval transform", eval_transform(size)),
+                                ("decode + train augmentation", train_transform(size))):
+            start = time.perf_counter()
+            for i in idx:
+                image = ds[i][0]
+                if transform is not None:
+                    transform(image)
+                else:
+                    image.load()
+            out[name] = len(idx) / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
