@@ -339,7 +339,7 @@ def test_tour_prepare_row_reaches_the_book(tmp_path, monkeypatch):
     monkeypatch.setattr(pl, "trained_model", lambda name, device=None: calls.append(name) or Trained())
     monkeypatch.setattr(ablation, "cached_features", lambda name, device=None: calls.append("features"))
     row = tour.prepare("cpu")
-    assert calls == ["poster-nano", "poster-nano", "image-only-nano", "features"]
+    assert calls == ["poster-nano", "poster-nano", "image-only-nano", "poster-v2-nano", "features"]
     assert row["status"] == "ok" and "poster-nano test 60.0%" in row["headline"] and "NME 0.040" in row["headline"]
     monkeypatch.setattr(ablation, "cached_features", lambda name, device=None: 1 / 0)
     failed = tour.prepare("cpu")

@@ -86,7 +86,8 @@ def build(tour_dir: pathlib.Path, book_dir: pathlib.Path) -> pathlib.Path:
 <style>{STYLE}</style></head><body>
 <h1>poster-lite</h1>
 <p class="lead">POSTER, the Pyramid Cross-Fusion Transformer for facial expression recognition, taught in
-notebooks. Each page is a notebook as the last <code>make tour</code> executed it.</p>
+notebooks, with its successor POSTER V2 beside it (notebook 09). Each page is a notebook as the last
+<code>make tour</code> executed it.</p>
 <table><tr><th>#</th><th>Notebook</th><th>Status</th><th>Headline</th></tr>
 {chr(10).join(items)}
 </table>
