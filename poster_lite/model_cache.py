@@ -67,12 +67,7 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
     """
     from .checkpoint import load_checkpoint
     from .config import make_config
-    from .data import load
     from .device import pick_device
-    from .models import build_model
-    from .pretrain import ensure_pretrained_backbones, load_pretrained_backbones
-    from .training import train
-    from .training.recipe import default_lr
 
     if backbones not in ("auto", "none"):
         raise UserError(f"backbones must be 'auto' or 'none', got {backbones!r}")
@@ -96,6 +91,12 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
         return load_checkpoint(folder / "best", device=device)
     if can_ship:
         return shipped.load_model(name, device=device)
+    # Training from here on (imported only now: loading a model needs none of it).
+    from .data import load
+    from .models import build_model
+    from .pretrain import ensure_pretrained_backbones, load_pretrained_backbones
+    from .training import train
+    from .training.recipe import default_lr
     plan = RUN_SETTINGS["smoke" if smoke else "default"]
     if backbones == "auto" and not smoke:
         # From random backbones a nano POSTER stays near chance on SynthFER (docs/training.md),
