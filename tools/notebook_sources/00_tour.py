@@ -19,10 +19,10 @@
 # 3. load (or train) a small POSTER with one call and read its class probabilities on a face;
 # 4. find the notebook that teaches each part, and run the suite locally or on Colab.
 #
-# Time: about one lab hour with the exercises. The first run on a fresh machine pretrains the
-# small model's backbones and trains it, with progress bars (2.2 and 12.8 minutes, measured on
-# an idle 2-core machine, as the README reports; `make tour` does this once before all
-# notebooks); later runs load it from the cache in seconds.
+# Time: about one lab hour with the exercises. The small trained model ships with poster-lite,
+# so it loads in seconds even on a fresh machine or Colab runtime; training it yourself
+# (`retrain=True`, section 3) takes 2.2 minutes for its backbones and 12.8 for the model on an
+# idle 2-core machine, as the README reports.
 
 # %% tags=["parameters"]
 # Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).

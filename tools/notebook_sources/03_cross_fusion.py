@@ -18,9 +18,10 @@
 # 4. explain what `swap_depth` changes in a model (the computation) and what it does not (parameters, FLOPs);
 # 5. read the attention weights of a model on a face, and know which of them are maps of the face and which are not.
 #
-# Time: about one lab hour. On a laptop CPU the notebook runs in minutes once the suite's small
-# trained model exists; the first notebook that needs it trains it once (2.2 minutes for the
-# backbones and 12.8 for the model, measured on an idle 2-core machine, as the README reports).
+# Time: about one lab hour. On a laptop CPU the notebook runs in minutes: the suite's small
+# trained model ships with poster-lite and loads in seconds (training it yourself,
+# `pl.trained_model(MODEL, retrain=True)`, takes 2.2 minutes for the backbones and 12.8 for the
+# model on an idle 2-core machine, as the README reports).
 # With a GPU, `MODEL = "poster-l"` shows the paper-size model instead, or pass the
 # authors' weights as `CHECKPOINT`.
 
