@@ -691,7 +691,9 @@ print(f"{v2_name}: the largest part is {shares['params'].idxmax()} in parameters
 # size and learning rate, from the same pretrained nano backbones (V2-nano's backbones are
 # POSTER-nano's exactly), on the same SynthFER training faces, the best epoch picked on the
 # validation faces. (V2's release trains with plain cross-entropy; we keep one recipe so that
-# only the architecture differs.) Both are then scored on the same test faces.
+# only the architecture differs.) The POSTER-nano that ships with the package was made by
+# exactly this call (its manifest, `meta["command"]`, says so). Both are then scored on the
+# same test faces.
 
 # %%
 from poster_lite.data.subset import Subset
@@ -702,7 +704,7 @@ trained = {BASELINE: v1_model, MODEL: v2_model}
 print("recipe and budget:", RUN_SETTINGS["smoke" if SMOKE else "default"])
 print(pd.DataFrame({name: {"epoch chosen": m.meta.get("epoch"), "batch": m.meta.get("batch_size"),
                            "lr": m.meta.get("recipe", {}).get("lr"), "SAM": m.meta.get("recipe", {}).get("sam"),
-                           "source": m.meta.get("source", "trained here")}
+                           "source": m.meta.get("source", "trained here"), "made by": m.meta.get("command", "-")}
                     for name, m in trained.items()}).T.to_string())
 
 scored = Subset(test_set, 48) if SMOKE else test_set
@@ -799,7 +801,8 @@ print(f"At nano scale on SynthFER, trained alike: {MODEL} {100 * results[MODEL][
       f"{v2_c['params'] / v1_c['params'] - 1:+.0%} stored parameters, {v2_c['flops'] / v1_c['flops'] - 1:+.0%} FLOPs, "
       f"{speed[MODEL] / speed[BASELINE]:.2f}x the images per second.")
 if SMOKE:
-    print("(SMOKE: both models trained for a few steps on a few dozen faces and scored on 48: these numbers mean nothing.)")
+    print(f"(SMOKE: {MODEL} took a few training steps on a few dozen faces, {BASELINE} is "
+          f"{v1_model.meta.get('source', 'trained here')}, and both were scored on 48 faces: these numbers mean nothing.)")
 print(f"HEADLINE: V2-nano minus V1-nano {gain:+.1f} points [{low:+.1f}, {high:+.1f}], "
       f"{v2_c['flops'] / v1_c['flops']:.2f}x FLOPs, {speed[MODEL] / speed[BASELINE]:.2f}x speed")
 
