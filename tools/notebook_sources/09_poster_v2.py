@@ -688,9 +688,10 @@ print(f"{v2_name}: the largest part is {shares['params'].idxmax()} in parameters
 # training runs. Here both nano models come from `pl.trained_model`, which trains every preset
 # with the same recipe and budget (`poster_lite.model_cache.RUN_SETTINGS`): the suite's recipe
 # (SAM around Adam, CE + 2 × label-smoothed CE, exponential decay), the same epochs, batch
-# size and learning rate, from the same pretrained nano backbones (V2-nano's backbones are
-# POSTER-nano's exactly), on the same SynthFER training faces, the best epoch picked on the
-# validation faces. (V2's release trains with plain cross-entropy; we keep one recipe so that
+# size and learning rate, from the pretrained nano backbones (V2-nano's backbones are
+# POSTER-nano's exactly, and both look for the files in the same cache; the cell checks that
+# the two frozen landmark nets are the same), on the same SynthFER training faces, the best
+# epoch picked on the validation faces. (V2's release trains with plain cross-entropy; we keep one recipe so that
 # only the architecture differs.) The POSTER-nano that ships with the package was made by
 # exactly this call (its manifest, `meta["command"]`, says so). Both are then scored on the
 # same test faces.
@@ -706,6 +707,12 @@ print(pd.DataFrame({name: {"epoch chosen": m.meta.get("epoch"), "batch": m.meta.
                            "lr": m.meta.get("recipe", {}).get("lr"), "SAM": m.meta.get("recipe", {}).get("sam"),
                            "source": m.meta.get("source", "trained here"), "made by": m.meta.get("command", "-")}
                     for name, m in trained.items()}).T.to_string())
+
+v1_lm, v2_lm = v1_model.landmark_backbone.state_dict(), v2_model.landmark_backbone.state_dict()
+same_landmarks = v1_lm.keys() == v2_lm.keys() and all(
+    torch.allclose(v1_lm[k].float().cpu(), v2_lm[k].float().cpu(), rtol=1e-3, atol=1e-4) for k in v1_lm)
+print("the same frozen landmark backbone in both (to float16 rounding: shipped weights are float16):",
+      same_landmarks)
 
 scored = Subset(test_set, 48) if SMOKE else test_set
 results = {name: pl.evaluate(pl.fast(m, device=device), scored) for name, m in trained.items()}
