@@ -135,3 +135,24 @@ def test_installing_backbones_never_overwrites(tmp_path):
 def test_unknown_shipped_model_is_named():
     with pytest.raises(UserError, match="no shipped model 'poster-l'.*poster-nano"):
         shipped.load_model("poster-l")
+
+
+def _zoo():
+    import sys
+    sys.path.insert(0, str(REPO / "tools"))
+    import zoo
+    return zoo
+
+
+def test_zoo_export_only_names_what_is_missing(tmp_path, capsys):
+    assert _zoo().main(["--export-only", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "poster-nano" in err and "without --export-only" in err
+
+
+def test_zoo_keeps_batchnorm_statistics_in_float32():
+    state = pl.build_model("poster-nano").state_dict()
+    halved = _zoo().half(state)
+    assert {k for k, v in halved.items() if v.dtype == torch.float32} == \
+        {k for k in state if k.endswith(("running_mean", "running_var"))}
+    assert all(halved[k].dtype == state[k].dtype for k in state if not state[k].is_floating_point())

@@ -131,7 +131,7 @@ def export(cache: Path, trained_on: Path) -> dict:
     manifest["backbones"][BACKBONE_PRESET] = {
         "file": file_name, "sha256": sha256(SHIPPED / file_name), "shared_by": list(MODELS),
         "recipe": "pl.pretrain_backbones: IR-50 on SynthFER identities (CosFace), MobileFaceNet on its "
-                  "68 landmarks, 2 epochs each", "command": "poster-lite pretrain-backbones --preset poster-nano",
+                  "68 landmarks, 2 epochs each", "command": "pl.pretrain_backbones('poster-nano', epochs=2)  # make zoo",
         "date": datetime.datetime.fromtimestamp((folder / IMAGE_FILE).stat().st_mtime,
                                                 datetime.timezone.utc).isoformat(timespec="seconds"),
         "report": report}
@@ -179,12 +179,12 @@ def export(cache: Path, trained_on: Path) -> dict:
 def train_missing() -> None:
     """Pretrain and train what the cache lacks (never replacing a cached result)."""
     import poster_lite as pl
-    from poster_lite.pretrain import IMAGE_FILE, LANDMARK_FILE, backbone_dir
+    from poster_lite.pretrain import DEFAULT_PRETRAIN_EPOCHS, IMAGE_FILE, LANDMARK_FILE, backbone_dir
 
     folder = backbone_dir(BACKBONE_PRESET)
     if not ((folder / IMAGE_FILE).exists() and (folder / LANDMARK_FILE).exists()):
         started = time.perf_counter()
-        pl.pretrain_backbones(BACKBONE_PRESET)
+        pl.pretrain_backbones(BACKBONE_PRESET, epochs=DEFAULT_PRETRAIN_EPOCHS)     # as ensure_pretrained_backbones
         print(f"pretrained the {BACKBONE_PRESET} backbones in {(time.perf_counter() - started) / 60:.1f} min")
     for name in MODELS:
         started = time.perf_counter()
