@@ -32,16 +32,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .data.labels import AFFECTNET_ORDER, CLASSES_8, RAF_DB_ORDER
 from .errors import UserError
 
 FORMAT = "poster-lite-checkpoint"
 VERSION = 1
 
-# The release's label orders (POSTER_FACTS.md) in this package's class names. The
-# package's own order (poster_lite.data.CLASSES_8) is RAF-DB's plus Contempt.
-RAF_DB_ORDER = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
-PACKAGE_ORDER = RAF_DB_ORDER + ("Contempt",)
-AFFECTNET_ORDER = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
+# The release's label orders (POSTER_FACTS.md) live with the package's class names in
+# data/labels.py; PACKAGE_ORDER is the package's 8-class order (RAF-DB's plus Contempt).
+PACKAGE_ORDER = CLASSES_8
 
 
 def atomic_write(path, write) -> Path:

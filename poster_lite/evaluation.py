@@ -6,7 +6,6 @@ scikit-learn; the confusion matrix has true classes in rows.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
@@ -14,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .data.labels import class_names
 from .device import autocast, pick_device, resolve_precision
 from .errors import check_number
 
@@ -51,13 +51,6 @@ def as_tensors(dataset, size: int, channel_order: str = "rgb", train: bool = Fal
 
 def model_device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters())).device
-
-
-def class_names(model: nn.Module, dataset, num_classes: int) -> list:
-    for source in (getattr(dataset, "classes", None), (getattr(model, "meta", None) or {}).get("classes")):
-        if source is not None and len(source) == num_classes:
-            return list(source)
-    return [str(i) for i in range(num_classes)]
 
 
 @torch.no_grad()
@@ -139,7 +132,7 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 64, device=None, preci
     num_classes = probabilities.shape[1]
     if targets.max() >= num_classes or targets.min() < 0:
         raise ValueError(f"the dataset has labels outside 0..{num_classes - 1} for a model with {num_classes} classes")
-    return metrics_from_predictions(targets, probabilities, class_names(model, dataset, num_classes))
+    return metrics_from_predictions(targets, probabilities, class_names(dataset, model, num_classes=num_classes, fallback="index"))
 
 
 def summary(metrics: dict) -> dict:

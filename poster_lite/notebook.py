@@ -13,6 +13,7 @@ def setup(name: str, device: str = "auto", seed: int = 0):
     notebooks/ or in the root), RUN_DIR the folder for this notebook's figures and results.
     """
     import poster_lite as pl
+
     from .device import pick_device
 
     torch.manual_seed(seed)

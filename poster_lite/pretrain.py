@@ -35,12 +35,12 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write
 from .config import make_config
+from .data.face_geometry import normalised_mean_error
 from .device import autocast, pick_device, resolve_precision
 from .errors import UserError
 
 IMAGE_FILE = "ir50.pth"
 LANDMARK_FILE = "mobilefacenet_model_best.pth.tar"
-OUTER_EYE_CORNERS = (36, 45)       # iBUG 68-point indices
 
 
 def backbone_dir(preset: str) -> Path:
@@ -179,13 +179,6 @@ def pretrain_image_backbone(preset: str = "poster-nano", epochs: int = 4, batch_
               "chance": 1 / len(ids), "epochs": epochs, "images_per_s": speed}
     _record(out, "image_backbone", report)
     return report
-
-
-def normalised_mean_error(predicted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Per image: mean point distance / outer-eye-corner distance (both N x 68 x 2)."""
-    a, b = OUTER_EYE_CORNERS
-    interocular = (truth[:, a] - truth[:, b]).norm(dim=-1)
-    return (predicted - truth).norm(dim=-1).mean(dim=-1) / interocular
 
 
 @torch.no_grad()

@@ -13,7 +13,6 @@ from poster_lite.cli import main
 from poster_lite.data import CLASSES
 from poster_lite.data.synthfer import draw_face
 
-
 # Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
 pytestmark = pytest.mark.usefixtures("one_thread")
 

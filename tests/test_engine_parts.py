@@ -7,14 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from poster_lite.data.labels import CLASSES_8
 from poster_lite.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
+from poster_lite.data.labels import CLASSES_8
 from poster_lite.errors import UserError
 from poster_lite.evaluation import evaluate
 from poster_lite.losses import LabelSmoothingCrossEntropy, PosterLoss
 from poster_lite.models.official import to_release_state_dict
 from poster_lite.sam import SAM
-
 
 # Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
 pytestmark = pytest.mark.usefixtures("one_thread")

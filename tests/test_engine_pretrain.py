@@ -8,9 +8,13 @@ from poster_lite import build_model
 from poster_lite.checkpoint import read_checkpoint_file
 from poster_lite.cli import main
 from poster_lite.models.official import load_official_weights, to_release_state_dict
-from poster_lite.pretrain import (CosFaceHead, backbone_dir, backbone_folders, load_pretrained_backbones,
-                                  normalised_mean_error)
-
+from poster_lite.pretrain import (
+    CosFaceHead,
+    backbone_dir,
+    backbone_folders,
+    load_pretrained_backbones,
+    normalised_mean_error,
+)
 
 # Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -3,10 +3,10 @@ the instructor notebooks' solutions pass their checks; `make labs` stubs every s
 """
 import ast
 import math
-from collections import OrderedDict
-from functools import partial
 import pathlib
 import sys
+from collections import OrderedDict
+from functools import partial
 
 import nbformat
 import numpy as np

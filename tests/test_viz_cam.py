@@ -7,7 +7,6 @@ from poster_lite import build_model
 from poster_lite.errors import UserError
 from poster_lite.viz import cam
 
-
 # Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,6 @@ import torch
 from poster_lite import build_model, make_config, viz
 from poster_lite.data import CLASSES
 
-
 # Tiny models on a 2-core machine: see the one_thread fixture in conftest.py.
 pytestmark = pytest.mark.usefixtures("one_thread")
 

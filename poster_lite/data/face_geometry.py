@@ -287,3 +287,16 @@ def expressive_landmarks(who: FaceIdentity, aus: np.ndarray) -> np.ndarray:
     _keep_lids_and_lips_apart(pts)
     z = surface_depth(pts[:, 0], pts[:, 1]) + _BULGE
     return np.concatenate([pts, z[:, None]], 1)
+
+
+# iBUG indices of the outer eye corners: their distance normalises landmark errors.
+OUTER_EYE_CORNERS = (36, 45)
+
+
+def normalised_mean_error(predicted, truth):
+    """Inter-ocular NME per face: the mean point-to-point distance divided by the distance
+    between the true outer eye corners. ... x 68 x 2 -> ... ; NumPy arrays or torch tensors."""
+    a, b = OUTER_EYE_CORNERS
+    point_error = (((predicted - truth) ** 2).sum(-1)) ** 0.5                        # ... x 68
+    interocular = (((truth[..., a, :] - truth[..., b, :]) ** 2).sum(-1)) ** 0.5      # ...
+    return point_error.mean(-1) / interocular

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from .. import distributed
+from ..data.labels import class_names
 from ..device import explicit_attention_for_training, loader_options, pick_device, resolve_precision
 from ..errors import UserError, check_number
 from ..evaluation import as_tensors, evaluate, summary
@@ -185,8 +186,9 @@ def _prepare_data(model, train_set, val_set, test_set, channel_order):
     val_data = as_tensors(val_set, size, channel_order) if val_set is not None else None
     test_data = as_tensors(test_set, size, channel_order) if test_set is not None else None
     num_classes = config.num_classes if config is not None else None
-    classes = list(getattr(train_set, "classes", None) or (getattr(model, "meta", None) or {}).get("classes")
-                   or [str(i) for i in range(num_classes or 0)])
+    # The training set names the classes (else the model's metadata); a count that differs
+    # from the model's is refused below rather than silently relabelled.
+    classes = class_names(train_set, model, fallback="index") or [str(i) for i in range(num_classes or 0)]
     if num_classes is not None and len(classes) != num_classes:
         raise UserError(f"the training set has {len(classes)} classes ({', '.join(classes)}) but the model "
                         f"was built for {num_classes}; build it with num_classes={len(classes)}")

@@ -16,6 +16,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..data import labels
+
 
 def new_figure(nrows: int = 1, ncols: int = 1, size=(4.0, 4.0), into=None, **subplot_kw):
     """(figure, 2-D array of axes) with constrained layout, so that nothing is clipped.
@@ -53,17 +55,7 @@ def channel_order_of(model, channel_order=None) -> str:
 
 def class_names(source=None, num_classes: int | None = None) -> list:
     """Class names from a results dict, a model's metadata or a dataset; else the package's list."""
-    for holder in (source, getattr(source, "meta", None)):
-        if isinstance(holder, dict) and holder.get("classes"):
-            return list(holder["classes"])
-    if getattr(source, "classes", None):
-        return list(source.classes)
-    from ..data import CLASSES, CLASSES_8
-    if num_classes is None or num_classes == len(CLASSES):
-        return list(CLASSES)
-    if num_classes == len(CLASSES_8):
-        return list(CLASSES_8)
-    return [f"class {i}" for i in range(num_classes)]
+    return labels.class_names(source, num_classes=num_classes)
 
 
 def as_image(image, channel_order: str = "rgb") -> np.ndarray:

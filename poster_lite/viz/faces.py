@@ -12,18 +12,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data import face_geometry
 from .common import as_image, finish, model_input, new_figure
 
-# Outer eye corners: their distance normalises landmark errors (inter-ocular NME).
-LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45
-GRID = 7
-
+GRID = 7            # the 7x7 grid of tokens both backbones end in
 
 def normalised_mean_error(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Mean point-to-point distance divided by the inter-ocular distance."""
-    predicted, truth = np.asarray(predicted, float), np.asarray(truth, float)
-    inter_ocular = np.linalg.norm(truth[LEFT_EYE_OUTER] - truth[RIGHT_EYE_OUTER])
-    return float(np.linalg.norm(predicted - truth, axis=-1).mean() / max(inter_ocular, 1e-6))
+    """NME of one face (data.face_geometry's definition), as a float for figure titles."""
+    return float(face_geometry.normalised_mean_error(np.asarray(predicted, float), np.asarray(truth, float)))
 
 
 @torch.no_grad()

@@ -542,9 +542,9 @@ def what_the_grid_shows() -> str:
                      f"({per_seed['poster-nano-d4']} against {per_seed['image-only-nano']}), {abs(gap) / (100 * bar):.1f} "
                      f"times the noise bar. The paper's gap at 4 blocks is {paper_gap:.2f} points; ours is "
                      f"{abs(gap) / paper_gap:.0f} times that. {convergence_confound()}")
-    for ablation, label in (("swap_depth", "Table 2, swap depth"), ("depth", "Figure 1, depth"),
-                            ("pyramid", "Table 1, pyramid levels")):
-        table = ours_for(ablation)
+    for kind, label in (("swap_depth", "Table 2, swap depth"), ("depth", "Figure 1, depth"),
+                        ("pyramid", "Table 1, pyramid levels")):
+        table = ours_for(kind)
         if table.empty:
             lines.append(f"- **{label}:** not run in this grid.")
             continue
@@ -553,7 +553,7 @@ def what_the_grid_shows() -> str:
         spread = 100 * (means.max() - means.min())
         word = "no evidence either way" if spread <= 100 * bar else "a spread beyond the noise bar"
         settings_text = ", ".join(f"{len(x) if isinstance(x, tuple) else x}: {100 * a:.1f} %" for x, a in means.items())
-        unit = {"swap_depth": "swapping blocks", "depth": "blocks", "pyramid": "levels"}[ablation]
+        unit = {"swap_depth": "swapping blocks", "depth": "blocks", "pyramid": "levels"}[kind]
         lines.append(f"- **{label}: {word}.** By {unit}: {settings_text}; largest gap {spread:.1f} points "
                      f"against a noise bar of {100 * bar:.1f}.")
     depth_table = ours_for("depth")
