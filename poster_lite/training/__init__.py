@@ -95,21 +95,9 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
     recipe_record = dict(asdict(recipe), num_workers=loader.num_workers)
     landmarks = landmark_source(model)
 
-    model.to(device)
     channels_last = device.type == "cuda"    # cuDNN's convolutions run fastest on NHWC tensors
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, recipe)
-    schedule = make_schedule(optimizer, recipe, epochs)
-    sam = SAM(optimizer, recipe.rho) if recipe.sam else None
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    criterion = criterion or PosterLoss(recipe.smoothing, recipe.smoothing_weight)
-    # POSTER holds parameters its forward never uses (the IR-50 embedding head, the
-    # release's unused class token): DDP must be told not to wait for their gradients.
-    net = model if world == 1 else nn.parallel.DistributedDataParallel(
-        model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
-    if compile:
-        net = torch.compile(net)
+    net, optimizer, schedule, sam, scaler, criterion = _training_parts(
+        model, recipe, epochs, device, precision, world, channels_last, compile, criterion)
     meta = {"classes": classes, "channel_order": channel_order, "recipe": recipe_record,
             "precision": precision, "batch_size": batch_size, "landmark_backbone": landmarks}
     # What a resume must match (and `last` records).
@@ -151,6 +139,31 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
                   "seconds": round(clock.elapsed(), 2)}
         results, best_metrics = _test_best_epoch(model, history, test_data, run, meta,
                                                  max(batch_size // world, 64), device, precision, ending)
+    return _finish(model, meta, history, results, best_metrics)
+
+
+def _training_parts(model, recipe, epochs, device, precision, world, channels_last, compile, criterion):
+    """The model on its device, what trains it (itself, its DDP wrapper, compiled or not), and
+    the recipe's optimiser, schedule, SAM, fp16 gradient scaler and loss."""
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, recipe)
+    schedule = make_schedule(optimizer, recipe, epochs)
+    sam = SAM(optimizer, recipe.rho) if recipe.sam else None
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    criterion = criterion or PosterLoss(recipe.smoothing, recipe.smoothing_weight)
+    # POSTER holds parameters its forward never uses (the IR-50 embedding head, the
+    # release's unused class token): DDP must be told not to wait for their gradients.
+    net = model if world == 1 else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
+    if compile:
+        net = torch.compile(net)
+    return net, optimizer, schedule, sam, scaler, criterion
+
+
+def _finish(model, meta, history, results, best_metrics) -> pd.DataFrame:
+    """The model back in plain memory layout and eval mode with its metadata; the history as a frame."""
     model.to(memory_format=torch.contiguous_format)
     model.meta = dict(meta, epoch=history.best_epoch, metrics=dict(best_metrics, test=results["test"]))
     if getattr(model, "config", None) is not None:
