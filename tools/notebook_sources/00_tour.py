@@ -221,6 +221,11 @@ print(f"trained with Adam lr {recipe.get('lr')}, SAM {'on' if recipe.get('sam') 
       f"{recipe.get('smoothing_weight')} x LSCE(smoothing {recipe.get('smoothing')}); the release's RAF-DB recipe "
       "(docs/training.md): lr 4e-5, SAM, 300 epochs")
 
+# %% [markdown]
+# Its accuracy on the test split, scored here (in float32, so the number is the manifest's when
+# the model is the shipped one):
+
+# %%
 test_set = pl.data.load(DATA, split="test")
 if SMOKE:
     test_set = Subset(test_set, 64)
