@@ -14,8 +14,9 @@ from torch import nn
 from ..errors import UserError, check_number
 
 # The release's lr 4e-5 suits the full model with pretrained backbones on real faces.
-# The nano presets are far smaller and start (by default) from scratch: at 4e-5 they
-# barely move in the few epochs a CPU affords (docs/training.md: why, and what it gives).
+# The nano presets are far smaller, start from backbones pretrained on drawn faces (not
+# on millions of real ones) and get a few epochs on a CPU: at 4e-5 they barely move
+# (docs/training.md: why, and what 1e-3 gives).
 PAPER_LR = 4e-5
 # POSTER V2's release trains RAF-DB at 3.5e-5 (POSTER_V2_FACTS.md, training recipe).
 PAPER_LR_V2 = 3.5e-5
