@@ -83,6 +83,13 @@ def shipped_accuracy(name: str, test_set) -> float:
     return pl.evaluate(pl.fast(model, device="cpu", precision="fp32"), test_set)["accuracy"]
 
 
+def training_history(run: Path) -> list:
+    """The run's per-epoch history (history.json beside `best`), so that curves can be drawn
+    from the shipped model without training it again (notebook 05); [] when absent."""
+    path = run / "history.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def export(cache: Path, trained_on: Path) -> dict:
     """Export the trained models of `cache` (a data folder's cache/), which were trained on the SynthFER
     set in `trained_on`; they are scored on the set the current code draws (the default data folder's),
@@ -158,7 +165,8 @@ def export(cache: Path, trained_on: Path) -> dict:
                  "dataset": dataset, "epoch": meta.get("epoch"),
                  # validation metrics of the chosen epoch (a test score measured during training, in its
                  # precision, is left out: test_accuracy below is the shipped file's)
-                 "metrics_at_training": {k: v for k, v in meta.get("metrics", {}).items() if not k.startswith("test")}}
+                 "metrics_at_training": {k: v for k, v in meta.get("metrics", {}).items() if not k.startswith("test")},
+                 "history": training_history(best.parent)}
         manifest["models"][name] = entry
         # the accuracy of the exported (half-precision) file: what users get
         atomic_write(SHIPPED / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))

@@ -78,7 +78,7 @@ def load_model(name: str, device=None):
 
     meta: classes, channel_order, config, metrics (the chosen epoch's validation metrics and
     test_accuracy, the manifest's), source ("shipped"), recipe, epoch, batch_size, command, date,
-    dataset (its test split's fingerprint).
+    dataset (its test split's fingerprint), history (the training run's per-epoch rows, for curves).
     """
     from ..config import PosterConfig
     from ..models.poster import PosterModel
@@ -98,7 +98,7 @@ def load_model(name: str, device=None):
         metrics["test_accuracy"] = entry["test_accuracy"]
     model.meta = {"classes": list(entry["classes"]), "channel_order": entry["channel_order"],
                   "config": entry["config"], "source": "shipped", "metrics": metrics,
-                  **{k: entry[k] for k in ("recipe", "epoch", "batch_size", "command", "date", "dataset")
+                  **{k: entry[k] for k in ("recipe", "epoch", "batch_size", "command", "date", "dataset", "history")
                      if k in entry}}
     if device is not None:
         model.to(device)
