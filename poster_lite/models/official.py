@@ -143,9 +143,14 @@ def read_checkpoint(source, what: str = "checkpoint"):
             raise FileNotFoundError(f"{what} not found: {path}")
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise
         except Exception as e:  # pickle errors, zip errors, unsafe globals...
-            raise ValueError(f"{path} is not a readable PyTorch {what} "
-                             f"(torch.load with weights_only=True failed: {type(e).__name__}: {e})") from None
+            # torch's own message advises weights_only=False; say why we refuse instead.
+            why = ("it holds pickled Python objects, which poster-lite never unpickles (that can run code)"
+                   if "GLOBAL" in str(e) or "Unsupported global" in str(e) else
+                   "not a file of tensors, or cut off")
+            raise ValueError(f"{path} is not a readable PyTorch {what}: {why}") from None
     return source
 
 
