@@ -13,6 +13,7 @@ from .fusion import GivenQueryAttention
 from .ir50 import IRBackbone
 from .mobilefacenet import MobileFaceNet
 from .pyramid import PyramidFusion
+from .recording import forward_recording_attention
 
 
 class SEGate(nn.Module):
@@ -146,16 +147,7 @@ class PosterModel(nn.Module):
         the image tokens) keys are image tokens and queries are the landmark tokens
         when the block swaps, the image tokens otherwise; "lm" mirrors it.
         """
-        mods = self.attention_modules()
-        for m in mods.values():
-            m.record = True
-        try:
-            logits = self(x)
-            maps = {k: m.weights for k, m in mods.items()}
-        finally:
-            for m in mods.values():
-                m.record, m.weights = False, None
-        return logits, maps
+        return forward_recording_attention(self, x)
 
     def set_fused_attn(self, fused: bool) -> "PosterModel":
         for m in self.modules():

@@ -27,6 +27,7 @@ from .class_token_vit import ClassTokenViT, SelfAttention
 from .ir50 import IRBackbone
 from .mobilefacenet import MobileFaceNet
 from .poster import SEGate
+from .recording import forward_recording_attention
 from .window_attention import WindowCrossAttention, WindowCrossBlock
 
 
@@ -191,16 +192,7 @@ class PosterV2Model(nn.Module):
         cell, key = image cell; with the release's whole-map windows, B x heads x m² x m²);
         ("vit", b): B x heads x T x T over [class token, tokens of the scales].
         """
-        mods = self.attention_modules()
-        for m in mods.values():
-            m.record = True
-        try:
-            logits = self(x)
-            maps = {k: m.weights for k, m in mods.items()}
-        finally:
-            for m in mods.values():
-                m.record, m.weights = False, None
-        return logits, maps
+        return forward_recording_attention(self, x)
 
     def set_fused_attn(self, fused: bool) -> "PosterV2Model":
         for m in self.modules():
