@@ -5,10 +5,10 @@ notebooks need that takes long to make travels in the wheel, in this folder:
 
 - `manifest.json`: for each shipped model its recipe, the command that made it, the date,
   the fingerprint of the SynthFER test split it was scored on and its test accuracy;
-- `poster-nano.safetensors`, `image-only-nano.safetensors`: the suite's two trained nano
-  models (weights in half precision, BatchNorm statistics in float32);
+- `poster-nano.safetensors`, `image-only-nano.safetensors`, `poster-v2-nano.safetensors`: the
+  suite's trained nano models (weights in half precision, BatchNorm statistics in float32);
 - `backbones-poster-nano.safetensors`: the pretrained nano backbones (IR-50 identity net and
-  MobileFaceNet landmark net) that poster-nano and image-only-nano start from, in the
+  MobileFaceNet landmark net) that the nano models start from, in the
   release's key layout (`ir50.` and `mobilefacenet.` prefixes);
 - `ablations_nano.json`: notebook 07's grid (`make ablations` rewrites it).
 
@@ -80,15 +80,19 @@ def load_model(name: str, device=None):
     test_accuracy, the manifest's), source ("shipped"), recipe, epoch, batch_size, command, date,
     dataset (its test split's fingerprint), history (the training run's per-epoch rows, for curves).
     """
-    from ..config import PosterConfig
-    from ..models.poster import PosterModel
+    from ..config import config_from_dict
+    from ..models import build_model
 
     entry = manifest().get("models", {}).get(name)
     if not entry or not (files() / entry["file"]).is_file():
         raise UserError(f"no shipped model {name!r} in this poster-lite; shipped: {shipped_models() or 'none'}")
-    model = PosterModel(PosterConfig.from_dict(entry["config"]))
+    model = build_model(config_from_dict(entry["config"]))      # POSTER or POSTER V2, by the config's family
+    tensors = _as_float32(_read_tensors(entry["file"]))
+    fresh = model.state_dict()
+    for key in entry.get("rebuilt_on_load", []):     # index tables the model computes itself (not shipped)
+        tensors[key] = fresh[key]
     try:
-        model.load_state_dict(_as_float32(_read_tensors(entry["file"])), strict=True)
+        model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         raise UserError(f"the shipped {entry['file']} does not fit its config in {MANIFEST}: {e}") from None
     from ..training.landmarks import mark_loaded
