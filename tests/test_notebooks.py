@@ -327,7 +327,7 @@ def test_book_links_pages_and_describes_every_notebook(tmp_path):
 
 def test_tour_prepare_row_reaches_the_book(tmp_path, monkeypatch):
     import poster_lite as pl
-    from poster_lite import ablation, pretrain
+    from poster_lite import pretrain
 
     calls = []
     report = {"image_backbone": {"identity_accuracy": 0.7}, "landmark_backbone": {"nme": 0.04}}
@@ -337,11 +337,10 @@ def test_tour_prepare_row_reaches_the_book(tmp_path, monkeypatch):
         meta = {"metrics": {"test_accuracy": 0.6}}
 
     monkeypatch.setattr(pl, "trained_model", lambda name, device=None: calls.append(name) or Trained())
-    monkeypatch.setattr(ablation, "cached_features", lambda name, device=None: calls.append("features"))
     row = tour.prepare("cpu")
-    assert calls == ["poster-nano", "poster-nano", "image-only-nano", "poster-v2-nano", "features"]
+    assert calls == ["poster-nano", "poster-nano", "image-only-nano", "poster-v2-nano"], "no ablation features"
     assert row["status"] == "ok" and "poster-nano test 60.0%" in row["headline"] and "NME 0.040" in row["headline"]
-    monkeypatch.setattr(ablation, "cached_features", lambda name, device=None: 1 / 0)
+    monkeypatch.setattr(pl, "trained_model", lambda name, device=None: 1 / 0)
     failed = tour.prepare("cpu")
     assert failed["status"] == "failed" and "ZeroDivisionError" in failed["error"]
     tour_dir = tmp_path / "tour"

@@ -12,12 +12,13 @@ and a table is printed: notebook, status, minutes, headline.
 
 Before the notebooks, a default-mode tour of the whole suite makes what several
 notebooks share and cache (`--no-prepare` skips it): the pretrained nano backbones and
-the trained poster-nano and image-only-nano come shipped with the package
-(poster_lite/shipped/: installed and loaded in seconds, unless models trained here are
-cached), the frozen features of the ablation grid are computed (about 1.6 minutes on
-2 idle CPU cores), and notebook 09's poster-v2-nano, which is not shipped, is trained
-once with the default recipe. It is timed and listed as its own row, and every notebook
-after it loads those caches. A notebook run on its own does the same work itself the first time.
+the trained poster-nano, image-only-nano and poster-v2-nano. All of them ship with the
+package (poster_lite/shipped/), so on a fresh clone this takes seconds: the backbones are
+installed into data/cache/backbones/ and each model is loaded once (a model trained here and
+cached is loaded instead). Nothing in it trains or computes features unless a shipped file
+is missing. It is timed and listed as its own row. A notebook run on its own does the same
+work itself the first time. (Notebook 07's ablation grid reads its shipped results; the
+frozen features it trains on are computed only where 07 asks for them.)
 
 A notebook states its headline number by printing one line that starts with
 `HEADLINE:` (e.g. `print(f"HEADLINE: test accuracy {acc:.1%}")`); the last such
@@ -40,6 +41,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 OUT = REPO / "runs" / "tour"
 HEADLINE = "HEADLINE:"
+SHARED_MODELS = ("poster-nano", "image-only-nano", "poster-v2-nano")     # all shipped (tools/zoo.py MODELS)
 
 
 def find_notebooks(prefixes=()) -> list[pathlib.Path]:
@@ -158,9 +160,9 @@ def update_summary(path: pathlib.Path, rows: list[dict]) -> None:
 
 
 def prepare(device: str = "auto") -> dict:
-    """Make the suite's shared caches (each step is skipped when its cache exists)."""
+    """Make the suite's shared caches: install the shipped backbones, load each shared model once
+    (seconds when shipped; each step trains only when neither a cache nor a shipped file exists)."""
     import poster_lite as pl
-    from poster_lite import ablation
     from poster_lite.pretrain import ensure_pretrained_backbones
 
     device = None if device == "auto" else device          # the package's own choice: a GPU if there is one
@@ -170,15 +172,12 @@ def prepare(device: str = "auto") -> dict:
         reports = ensure_pretrained_backbones("poster-nano", device=device)
         steps.append(f"backbones: identity {reports['image_backbone']['identity_accuracy']:.0%}, "
                      f"NME {reports['landmark_backbone']['nme']:.3f}")
-        # 00, 03, 06, 08 use the first; 06 the first two; 09 the first and poster-v2-nano, which is
-        # not shipped: the first tour trains it (the default recipe, as the V1 models were made).
-        for name in ("poster-nano", "image-only-nano", "poster-v2-nano"):
+        # 00, 03, 06, 08 use the first; 06 the first two; 09 the first and poster-v2-nano.
+        for name in SHARED_MODELS:
             meta = pl.trained_model(name, device=device).meta
             metrics, source = meta.get("metrics", {}), meta.get("source", "trained here")
             steps.append(f"{name} test {metrics['test_accuracy']:.1%} ({source})" if "test_accuracy" in metrics
                          else f"{name} ({source})")
-        ablation.cached_features("poster-nano", device=device)
-        steps.append("ablation features cached")
     except Exception as e:  # reported in the table like a failed notebook
         status, error = "failed", f"{type(e).__name__}: {e}"
     return {"notebook": "(prepare shared caches)", "status": status,
@@ -211,7 +210,7 @@ def main(argv=None) -> int:
     if args.prepare_only:
         notebooks = []
     if args.prepare_only or (args.prepare and not args.smoke and not parameters.get("SMOKE") and not args.only):
-        print("preparing the shared caches (backbones, trained poster-nano, ablation features) ...", flush=True)
+        print(f"preparing the shared caches (backbones, {', '.join(SHARED_MODELS)}) ...", flush=True)
         rows.append(prepare(str(parameters.get("DEVICE", "auto"))))
         print(f"  {rows[-1]['status']} in {rows[-1]['minutes']:.1f} min: {rows[-1]['headline']}", flush=True)
     for path in notebooks:
