@@ -16,7 +16,13 @@ training set for many epochs, the test set has 1,500 faces, and there is time fo
 several seeds, so a difference can be told from noise.
 
     features = cached_features("poster-nano")              # computed once, then loaded
-    result = run_row("swap0", features, seed=0)         # the shipped grid: 8 epochs, SAM off
+    result = run_row("swap0", features, seed=0, patience=PATIENCE)   # early stopping, SAM off
+
+The paper's protocol is here too, as the slow option: `run_row_end_to_end` trains a row's
+whole model on SynthFER images, the pretrained landmark backbone frozen and the pretrained
+image backbone fine-tuned, with the shared nano models' recipe (SAM on) and early stopping.
+Both return the same record, including which test faces the row got right (packed bits), so
+tools/ablations.py can pair rows by seed and face (poster_lite/evidence.py).
 """
 from __future__ import annotations
 
@@ -204,11 +210,32 @@ class FusionOnFeatures(nn.Module):
         return m.head(m.se(m.fusion(img, lm)))
 
 
+def _record(history, model, net, test_metrics, wall: float, seed: int) -> dict:
+    """What a results file keeps of one trained row (the model itself under "model")."""
+    from .evidence import pack_correct
+
+    attrs, val = history.attrs, history.attrs["val"]
+    trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return {"seed": seed, "test_accuracy": float(test_metrics["accuracy"]),
+            "test_mean_class_accuracy": float(test_metrics["mean_class_accuracy"]),
+            "val_accuracy": val["accuracy"], "best_epoch": attrs["best_epoch"],
+            "epochs_trained": attrs.get("epochs_trained", len(history)), "max_epochs": attrs.get("max_epochs"),
+            "patience": attrs.get("patience"), "stopped_by": attrs.get("stopped_by"),
+            "params": sum(p.numel() for p in model.parameters()),
+            "transformer_params": sum(p.numel() for p in model.fusion.parameters()),
+            "trained_params": trained, "wall_s": round(wall, 1), "history": history.to_dict("records"),
+            "test_correct": pack_correct(test_metrics["predictions"] == test_metrics["targets"]),
+            "model": model}
+
+
 def run_row(row_id: str, features: dict, seed: int = 0, epochs: int = 8, batch_size: int = 64,
-            progress: bool = True, out_dir=None, precision: str = "auto", sam: bool = False, **recipe) -> dict:
-    """Train one ablation row on cached features; test its validation-selected epoch once."""
+            progress: bool = True, out_dir=None, precision: str = "auto", sam: bool = False,
+            patience: int | None = None, **recipe) -> dict:
+    """Train one ablation row on cached features (at most `epochs`, early stopping after `patience`
+    epochs without a better validation accuracy); test its validation-selected epoch once."""
     import time
 
+    from .evaluation import evaluate
     from .training import train
     from .training.recipe import default_lr
 
@@ -223,14 +250,53 @@ def run_row(row_id: str, features: dict, seed: int = 0, epochs: int = 8, batch_s
     recipe = {"lr": default_lr(model.config), **recipe}
     started = time.perf_counter()
     history = train(net, features["train"], features["val"], epochs=epochs, batch_size=batch_size,
-                    test_set=features["test"], progress=progress, seed=seed, out_dir=out_dir,
-                    precision=precision, sam=sam, **recipe)
+                    progress=progress, seed=seed, out_dir=out_dir,
+                    precision=precision, sam=sam, patience=patience, **recipe)
     wall = time.perf_counter() - started
-    test, val = history.attrs["test"], history.attrs["val"]
-    trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    return {"seed": seed, "test_accuracy": test["accuracy"], "test_mean_class_accuracy": test["mean_class_accuracy"],
-            "val_accuracy": val["accuracy"], "best_epoch": history.attrs["best_epoch"],
-            "params": sum(p.numel() for p in model.parameters()),
-            "transformer_params": sum(p.numel() for p in model.fusion.parameters()),
-            "trained_params": trained, "wall_s": round(wall, 1), "history": history.to_dict("records"),
-            "model": model}
+    # the test set once, at the validation-selected epoch (train leaves those weights in the model)
+    return _record(history, model, net, evaluate(net, features["test"], batch_size=256), wall, seed)
+
+
+def run_row_end_to_end(row_id: str, splits: dict, seed: int = 0, epochs: int = 30, batch_size: int = 64,
+                       progress: bool = True, out_dir=None, precision: str = "auto", sam: bool = True,
+                       patience: int | None = None, time_budget: float | None = None, **recipe) -> dict:
+    """The paper's protocol for one row: the whole model trained on images, the pretrained landmark
+    backbone frozen, the pretrained image backbone fine-tuned (SAM on, as the shared nano models),
+    early stopping after `patience` epochs; the validation-selected epoch tested once.
+
+    `splits`: {"train", "val", "test"} image data sets (e.g. `pl.data.load("synthfer", split=...)`).
+    """
+    import time
+
+    from .evaluation import evaluate
+    from .pretrain import load_pretrained_backbones
+    from .shipped import install_shipped_backbones
+    from .training import train
+    from .training.recipe import default_lr
+
+    _, preset, overrides, _ = find_row(row_id)
+    torch.manual_seed(seed)
+    model = build_model(preset, num_classes=len(splits["train"].classes), **overrides)
+    install_shipped_backbones(model.config)       # none cached: the nano ones shipped with the package
+    loaded = load_pretrained_backbones(model)
+    wanted = 1 if model.landmark_backbone is None else 2
+    if len(loaded) < wanted:
+        raise UserError(f"the paper-protocol row {row_id} starts from pretrained backbones, found {len(loaded)}: "
+                        f"make them with `poster-lite pretrain-backbones {preset}`")
+    recipe = {"lr": default_lr(model.config), **recipe}
+    started = time.perf_counter()
+    history = train(model, splits["train"], splits["val"], epochs=epochs, batch_size=batch_size,
+                    progress=progress, seed=seed, out_dir=out_dir, precision=precision,
+                    sam=sam, patience=patience, time_budget=time_budget, **recipe)
+    wall = time.perf_counter() - started
+    test = evaluate(model, splits["test"], batch_size=128, precision="fp32")
+    record = _record(history, model, model, test, wall, seed)
+    record["estimated_s"] = history.attrs.get("estimated_s")
+    return record
+
+
+def load_features(path) -> dict:
+    """{"train", "val", "test"} FeatureSplits from a features file (cached_features' format)."""
+    saved = torch.load(path, weights_only=True)
+    return {split: FeatureSplit(saved[split], saved[f"{split}_labels"], saved["classes"])
+            for split in ("train", "val", "test")}

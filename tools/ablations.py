@@ -1,23 +1,34 @@
 """The supplement's ablations at nano scale on SynthFER: `make ablations`.
 
-    python tools/ablations.py                       # the whole grid, seed 0 (about 45 min on 2 CPU cores)
-    python tools/ablations.py --seeds 0 1 2         # every row three times: mean and spread
-    python tools/ablations.py --rows swap0 depth6   # some rows (merged into the shipped file)
-    python tools/ablations.py --budget-minutes 30   # stop starting rows after 30 minutes
+    python tools/ablations.py --rows image-only-nano poster-nano-d4 --seeds 0 1 2   # Table 4, 3 seeds
+    python tools/ablations.py                          # every row, seeds 0 1 2 (resumes where it stopped)
+    python tools/ablations.py --protocol paper --rows image-only-nano poster-nano-d4 --seeds 0
+    python tools/ablations.py --budget-minutes 30      # start no new (row, seed) after 30 minutes
 
-Protocol (poster_lite/ablation.py): both pretrained nano backbones are frozen and
-their features cached once; each row trains the part it changes (image projection,
-pyramid fusion, SE gate, head) with the full recipe on all of SynthFER's training
-faces, picks its epoch on validation and is tested once on the 1,500 test faces.
-The features are computed once (about 2 minutes) and cached in data/cache/features/.
+Two protocols, each in its own results file (package data, poster_lite/shipped/):
+  frozen-features (ablations_nano_frozen.json): the teaching variant. Both pretrained nano
+    backbones are frozen and their features cached once (about 2 minutes); each row trains the
+    part it changes (image projection, pyramid fusion, SE gate, head) on them, SAM off.
+  paper (ablations_nano_paper.json): the paper's protocol. Each row trains its whole model on
+    the images, the pretrained landmark backbone frozen and the pretrained image backbone
+    fine-tuned, with the shared nano models' recipe (SAM on). About 5 minutes an epoch on 2 CPU
+    cores: a 3-seed grid takes days there, a GPU hours.
+Both: early stopping on validation accuracy (--patience, within --max-epochs; stopped_by says
+which ended each run), the best validation epoch tested once on the 1,500 test faces, and the
+precision recorded (auto: bf16 where the CPU has it).
 Rows (all poster-nano at depth 4 unless the row changes it):
   Table 4   image-only-nano (4 blocks) vs poster-nano (4 blocks)
   Table 2   swap_depth 0, 1, 2 (4 = every block swaps = the base row)
   Figure 1  depth 1, 2, 6 (4 = the base row)
   Table 1   pyramid_dims (128,), (128, 64), (128, 64, 32, 16) ((128, 64, 32) = the base row)
-Every row runs once per seed before any row repeats, so a run cut short by the
-budget still has every row. Results go to poster_lite/shipped/ablations_nano.json
-(rewritten atomically after every row) with the settings, date, machine and commit.
+
+Resumable one (row, seed) at a time: each is merged into the results file (atomically) as it
+finishes, and a rerun with the same settings skips the pairs the file has. A run killed at any
+moment loses only the pair it was training. The file also holds, per row, the seeds done, mean,
+spread and stopped_by, the paired difference to the full model (poster-nano-d4) with a 95 %
+interval over seeds and test faces and its verdict (poster_lite/evidence.py), the measured time
+per (row, seed) and what is missing from the full grid (every row x --target-seeds).
+Other settings than the file's are refused (--fresh starts the file over).
 """
 from __future__ import annotations
 
@@ -34,21 +45,29 @@ from pathlib import Path
 
 import torch
 
-from poster_lite.ablation import BASE_DEPTH, ROW_IDS, ROWS, cached_features, run_row
-from poster_lite.training.recipe import default_lr
+from poster_lite.ablation import BASE_DEPTH, ROW_IDS, ROWS, find_row
+from poster_lite.evidence import PATIENCE, paired_difference, seed_summary, unpack_correct, verdict
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "poster_lite" / "shipped" / "ablations_nano.json"     # package data: 07 reads it on Colab too
+SHIPPED = REPO / "poster_lite" / "shipped"          # package data: 07 reads the files on Colab too
+RESULTS = {"frozen-features": SHIPPED / "ablations_nano_frozen.json", "paper": SHIPPED / "ablations_nano_paper.json"}
+BASE_ROW = "poster-nano-d4"
+MAX_EPOCHS = {"frozen-features": 40, "paper": 30}
 
-PROTOCOL_NOTE = (
-    "Frozen-backbone protocol: both nano backbones were pretrained on SynthFER (identity for IR-50, "
-    "68 landmarks for MobileFaceNet) and frozen; their feature maps were computed once (training faces "
-    "in four augmented views) and each row trained only what it changes: image projection, pyramid "
-    "fusion, SE gate and head, with the recipe's loss (CE + LSCE), Adam and exponential schedule, on all "
-    "training faces, its epoch picked on validation and tested once; SAM is off unless the settings say "
-    "sam=true (it doubles the cost). The paper fine-tunes IR-50 with SAM for hundreds of epochs in every "
-    "row; freezing the backbones and a short schedule are what made the grid fit about 45 minutes of a "
-    "2-core CPU, so the models are not converged (their validation accuracy was still rising).")
+PROTOCOL_NOTES = {
+    "frozen-features": (
+        "Frozen-feature protocol (a teaching variant, not the paper's): both nano backbones were pretrained on "
+        "SynthFER (identity for IR-50, 68 landmarks for MobileFaceNet) and frozen; their feature maps were computed "
+        "once (training faces in four augmented views) and each row trained only what it changes: image projection, "
+        "pyramid fusion, SE gate and head, with the recipe's loss (CE + LSCE), Adam and exponential schedule, SAM "
+        "off, until its validation accuracy stopped improving (early stopping), its best validation epoch tested "
+        "once. The paper fine-tunes IR-50 in every row: a trend that needs adapted image features cannot show here."),
+    "paper": (
+        "Paper protocol: each row trained its whole nano model on SynthFER's images, starting from the pretrained "
+        "nano backbones, the landmark backbone (MobileFaceNet) frozen and the image backbone (IR-50) fine-tuned, "
+        "with the shared nano models' recipe (CE + LSCE, Adam with SAM, exponential schedule) until its validation "
+        "accuracy stopped improving (early stopping), its best validation epoch tested once."),
+}
 
 
 def git_commit() -> str:
@@ -81,84 +100,174 @@ def stop_like_ctrl_c(signum, frame):
     raise KeyboardInterrupt
 
 
+def plain(overrides: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
+
+
+def summarise(payload: dict) -> None:
+    """Per row: seeds, mean, spread, stopped_by; paired differences to the base row; what is missing."""
+    runs, n_test = payload["runs"], payload["settings"]["n_test"]
+    by_row = {}
+    for run in runs:
+        by_row.setdefault(run["row"], {})[run["seed"]] = run
+    rows = {}
+    for row_id in ROW_IDS:
+        seeds = by_row.get(row_id, {})
+        if not seeds:
+            continue
+        ordered = [seeds[s] for s in sorted(seeds)]
+        stats = seed_summary([r["test_accuracy"] for r in ordered])
+        rows[row_id] = {"seeds": sorted(seeds), "test_accuracy_mean": stats["mean"],
+                        "test_accuracy_spread": stats["spread"], "stopped_by": [r["stopped_by"] for r in ordered],
+                        "epochs_trained": [r["epochs_trained"] for r in ordered],
+                        "best_epochs": [r["best_epoch"] for r in ordered]}
+    payload["rows"] = rows
+    differences = {}
+    base = by_row.get(BASE_ROW, {})
+    for row_id in ROW_IDS:
+        if row_id == BASE_ROW or row_id not in by_row:
+            continue
+        shared = sorted(set(by_row[row_id]) & set(base))
+        if not shared:
+            continue
+        d = paired_difference([unpack_correct(base[s]["test_correct"], n_test) for s in shared],
+                              [unpack_correct(by_row[row_id][s]["test_correct"], n_test) for s in shared])
+        stopped = [by_row[row_id][s]["stopped_by"] for s in shared] + [base[s]["stopped_by"] for s in shared]
+        said = verdict(d["points"], d["low"], d["high"], protocol=payload["protocol"], seeds=len(shared),
+                       stopped_by=stopped)
+        differences[row_id] = {"what": f"{BASE_ROW} minus {row_id}", "seeds": shared, "points": d["points"],
+                               "low": d["low"], "high": d["high"], "per_seed_points": d["per_seed_points"],
+                               "interval": "95 %, bootstrap over seeds and test faces (paired)",
+                               "verdict": said["kind"], "sentence": said["sentence"]}
+    payload["differences_vs_full_model"] = differences
+    target = payload["target_seeds"]
+    missing = [{"row": r, "seeds": [s for s in target if s not in by_row.get(r, {})]} for r in ROW_IDS]
+    payload["missing"] = [m for m in missing if m["seeds"]]
+    payload["complete"] = not payload["missing"]
+    walls = [r["wall_s"] for r in runs]
+    n_missing = sum(len(m["seeds"]) for m in payload["missing"])
+    payload["time"] = {"row_seeds_done": len(runs), "total_wall_s": round(sum(walls), 1),
+                       "mean_wall_s_per_row_seed": round(sum(walls) / len(walls), 1) if walls else None,
+                       "row_seeds_missing": n_missing,
+                       "missing_estimate_h": round(n_missing * sum(walls) / len(walls) / 3600, 2) if walls else None,
+                       "how": "measured per (row, seed) on the machine above; the missing estimate extrapolates "
+                              "the mean (rows differ: depth 6 costs more than depth 1)"}
+
+
+def load_data(args, protocol: str):
+    """What the rows train on: cached features (frozen-features) or the image splits (paper)."""
+    from poster_lite import ablation, data
+
+    if protocol == "frozen-features":
+        if args.features:
+            return ablation.load_features(args.features)
+        return ablation.cached_features("poster-nano", train_views=args.train_views)
+    return {split: data.load("synthfer", split=split, root=args.data_root) for split in ("train", "val", "test")}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--protocol", choices=list(RESULTS), default="frozen-features")
+    parser.add_argument("--max-epochs", type=int, default=None, help="epoch cap (default: 40 frozen, 30 paper)")
+    parser.add_argument("--patience", type=int, default=PATIENCE, help="early stopping (epochs without a better one)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=default_lr("poster-nano"), help="default: the preset's")
-    parser.add_argument("--sam", action="store_true", help="SAM around Adam, as the paper (twice the cost per step)")
-    parser.add_argument("--train-views", type=int, default=4, help="augmented views of each training face")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--lr", type=float, default=None, help="default: the preset's")
+    parser.add_argument("--sam", choices=["on", "off"], default=None, help="default: off (frozen), on (paper)")
+    parser.add_argument("--train-views", type=int, default=4, help="augmented views of each training face (frozen)")
+    parser.add_argument("--precision", default="auto", help="auto: bf16 where the CPU has it, else fp32")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--target-seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="the seeds of the full grid (what the file reports as missing)")
     parser.add_argument("--rows", nargs="+", help=f"only these rows: {', '.join(ROW_IDS)}")
     parser.add_argument("--budget-minutes", type=float, default=0, help="start no new row after this (0: no limit)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="default: the protocol's file in poster_lite/shipped/")
+    parser.add_argument("--fresh", action="store_true", help="start the file over when its settings differ")
+    parser.add_argument("--features", type=Path, default=None, help="a features file instead of the cache (tests)")
+    parser.add_argument("--data-root", default=None, help="a SynthFER folder for the paper protocol (tests)")
     args = parser.parse_args(argv)
+
+    from poster_lite.device import resolve_precision
+    from poster_lite.training.recipe import default_lr
 
     unknown = sorted(set(args.rows or []) - set(ROW_IDS))
     if unknown:
         parser.error(f"unknown row(s) {unknown}; known: {', '.join(ROW_IDS)}")
+    protocol, out = args.protocol, args.out or RESULTS[args.protocol]
     rows = [r for r in ROWS if not args.rows or r[0] in args.rows]
-    features = cached_features("poster-nano", train_views=args.train_views)
-    settings = {"data": "synthfer", "n_train": len(features["train"]), "n_val": len(features["val"]),
-                "n_test": len(features["test"]), "train_views": args.train_views, "epochs": args.epochs,
-                "batch_size": args.batch_size, "lr": args.lr, "sam": args.sam, "precision": args.precision,
-                "seeds": args.seeds, "backbones": "pretrained nano backbones, frozen (features cached)",
-                "trained": "image projection, pyramid fusion, SE gate, head",
-                "selection": "best validation epoch, test evaluated once", "base": f"poster-nano, depth {BASE_DEPTH}"}
+    precision = resolve_precision(args.precision, "cpu" if not torch.cuda.is_available() else "cuda")
+    sam = (args.sam == "on") if args.sam else protocol == "paper"
+    data = load_data(args, protocol)
+    settings = {"protocol": protocol, "data": "synthfer" if args.data_root is None else str(args.data_root),
+                "n_train": len(data["train"]), "n_val": len(data["val"]), "n_test": len(data["test"]),
+                "max_epochs": args.max_epochs or MAX_EPOCHS[protocol], "patience": args.patience,
+                "batch_size": args.batch_size, "lr": args.lr or default_lr("poster-nano"), "sam": sam,
+                "precision": precision, "base": f"poster-nano, depth {BASE_DEPTH}",
+                "selection": "best validation epoch, test evaluated once"}
+    if protocol == "frozen-features":
+        settings.update(train_views=args.train_views, backbones="pretrained nano backbones, frozen (features cached)",
+                        trained="image projection, pyramid fusion, SE gate, head")
+    else:
+        settings.update(backbones="pretrained nano backbones: landmark frozen, image fine-tuned",
+                        trained="everything but the landmark backbone")
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     payload = {"what": "POSTER ablations (supplement Tables 1, 2, 4 and Figure 1) at nano scale on SynthFER",
-               "regenerate": "make ablations", "protocol_note": PROTOCOL_NOTE, "settings": settings,
-               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine(), "git_commit": git_commit(), "complete": False, "runs": [], "not_run": []}
-    # --rows adds to (or replaces rows of) an existing file with the same settings.
-    earlier_s = 0.0
-    if args.rows and args.out.exists():
-        previous = json.loads(args.out.read_text())
-        same = {k: v for k, v in previous.get("settings", {}).items() if k != "seeds"} == \
-            {k: v for k, v in settings.items() if k != "seeds"}
-        if not same:
-            parser.error(f"{args.out} was made with other settings; rerun the whole grid or pass --out")
-        redo = {(r[0], s) for r in rows for s in args.seeds}
-        payload["runs"] = [r for r in previous["runs"] if (r["row"], r["seed"]) not in redo]
-        settings["seeds"] = sorted({r["seed"] for r in payload["runs"]} | set(args.seeds))
-        # the file's first date and the training time of the rows it keeps stay; this run adds to them
-        payload.update(date=previous.get("date", payload["date"]), updated=payload["date"])
-        earlier_s = sum(r["wall_s"] for r in payload["runs"])
-
-    todo = [(row, seed) for seed in args.seeds for row in rows]     # every row once before any repeat
-    payload["planned"] = [{"row": row[0], "seed": seed} for row, seed in todo]
-    # A stopped run (Ctrl-C, or `kill` at a deadline) still records what ran and what did not.
-    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+               "protocol": protocol, "protocol_note": PROTOCOL_NOTES[protocol],
+               "regenerate": f"make ablations ABLATION_ARGS=\"--protocol {protocol}\" (resumes per row and seed)",
+               "settings": settings, "date": now, "machine": machine(), "git_commit": git_commit(),
+               "target_seeds": sorted(set(args.target_seeds) | set(args.seeds)), "runs": []}
+    if out.exists():
+        previous = json.loads(out.read_text())
+        if previous.get("settings") != settings and not args.fresh:
+            changed = sorted(k for k in set(settings) | set(previous.get("settings", {}))
+                             if settings.get(k) != previous.get("settings", {}).get(k))
+            parser.error(f"{out} was made with other settings ({', '.join(changed)}); pass the same ones to resume, "
+                         "--fresh to start it over, or --out for another file")
+        if previous.get("settings") == settings:
+            payload["runs"] = previous["runs"]
+            payload["date"] = previous.get("date", now)
+            payload["target_seeds"] = sorted(set(payload["target_seeds"]) | set(previous.get("target_seeds", [])))
+    done = {(r["row"], r["seed"]) for r in payload["runs"]}
+    todo = [(row, seed) for seed in args.seeds for row in rows if (row[0], seed) not in done]
+    print(f"{protocol}: {len(done)} (row, seed) pairs in {out}; {len(todo)} to train, {precision}, SAM {sam}",
+          flush=True)
+    signal.signal(signal.SIGTERM, stop_like_ctrl_c)      # `kill` at a deadline: what finished is in the file
     started = time.perf_counter()
     try:
         for (row_id, preset, overrides, stands_for), seed in todo:
             minutes = (time.perf_counter() - started) / 60
             if args.budget_minutes and minutes > args.budget_minutes:
-                payload["not_run"].append({"row": row_id, "seed": seed,
-                                           "why": f"budget of {args.budget_minutes} min spent"})
-                continue
+                print(f"budget of {args.budget_minutes} min spent; {row_id} seed {seed} and later not started")
+                break
             print(f"[{minutes:5.1f} min] {row_id} seed {seed}: {preset} {overrides}", flush=True)
-            result = run_row(row_id, features, seed=seed, epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, sam=args.sam, precision=args.precision, progress=False)
+            result = train_row(protocol, row_id, data, seed, settings)
             result.pop("model")
-            payload["runs"].append({"row": row_id, "model": preset,
-                                    "overrides": {k: list(v) if isinstance(v, tuple) else v
-                                                  for k, v in overrides.items()},
-                                    "ablations": stands_for, **result})
-            print(f"    test acc {result['test_accuracy']:.3f}, mAcc {result['test_mean_class_accuracy']:.3f}, "
-                  f"best epoch {result['best_epoch']}, {result['trained_params']:,} trained params, "
-                  f"{result['wall_s']:.0f} s", flush=True)
-            payload["total_wall_s"] = round(earlier_s + time.perf_counter() - started, 1)
-            write_json_atomically(args.out, payload)
+            payload["runs"].append({"row": row_id, "model": preset, "overrides": plain(overrides),
+                                    "ablations": stands_for, "finished": datetime.datetime.now(
+                                        datetime.timezone.utc).isoformat(timespec="seconds"), **result})
+            print(f"    test acc {result['test_accuracy']:.3f}, best epoch {result['best_epoch']} of "
+                  f"{result['epochs_trained']} (stopped by {result['stopped_by']}), {result['wall_s']:.0f} s",
+                  flush=True)
+            payload.update(updated=payload["runs"][-1]["finished"], git_commit=git_commit())
+            summarise(payload)
+            write_json_atomically(out, payload)
     except KeyboardInterrupt:
-        done = {(r["row"], r["seed"]) for r in payload["runs"]} | {(r["row"], r["seed"]) for r in payload["not_run"]}
-        payload["not_run"] += [{"row": row[0], "seed": seed, "why": "run stopped before this row finished"}
-                               for row, seed in todo if (row[0], seed) not in done]
-    payload["complete"] = not payload["not_run"]
-    payload["total_wall_s"] = round(earlier_s + time.perf_counter() - started, 1)
-    write_json_atomically(args.out, payload)
-    print(f"wrote {args.out} ({len(payload['runs'])} runs, {payload['total_wall_s'] / 60:.1f} min)")
+        print("stopped; every finished (row, seed) is in the file")
+    summarise(payload)
+    write_json_atomically(out, payload)
+    t = payload["time"]
+    print(f"wrote {out}: {t['row_seeds_done']} (row, seed) pairs, {t['row_seeds_missing']} missing of the full grid")
     return 0
+
+
+def train_row(protocol: str, row_id: str, data: dict, seed: int, settings: dict) -> dict:
+    from poster_lite import ablation
+
+    find_row(row_id)
+    common = dict(seed=seed, epochs=settings["max_epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
+                  sam=settings["sam"], precision=settings["precision"], patience=settings["patience"], progress=False)
+    if protocol == "frozen-features":
+        return ablation.run_row(row_id, data, **common)
+    return ablation.run_row_end_to_end(row_id, data, **common)
 
 
 if __name__ == "__main__":
