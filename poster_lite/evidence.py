@@ -125,3 +125,62 @@ def verdict(points: float, low: float, high: float, protocol: str, seeds: int, s
         kind, sentence = "finding", f"a finding: {numbers}, {state} ({protocol})"
     return {"kind": kind, "sentence": sentence, "points": points, "low": low, "high": high, "seeds": seeds,
             "convergence": state, "protocol": protocol}
+
+
+# ---- the evidence table: plain baselines beside the shipped nano models ---------------------
+BASELINES_FILE = "baselines_nano.json"      # tools/baselines.py writes it (package data)
+BASELINE_NAMES = {"cnn": "small CNN (images, 0.14M params)",
+                  "mlp-true-landmarks": "landmark MLP (true landmarks)",
+                  "mlp-predicted-landmarks": "landmark MLP (frozen MobileFaceNet's landmarks)"}
+
+
+def shipped_results(name: str) -> dict:
+    """A results file shipped in poster_lite/shipped/ (read through importlib.resources, so a
+    pip-installed poster-lite has it too); {} when this poster-lite has none of that name."""
+    import json
+    from importlib import resources
+
+    entry = resources.files("poster_lite.shipped") / name
+    return json.loads(entry.read_text(encoding="utf-8")) if entry.is_file() else {}
+
+
+def shipped_model_convergence(meta: dict) -> tuple:
+    """(stopped_by or None, a description) of a shipped model from its meta (recipe and history)."""
+    history = meta.get("history") or []
+    stopped = meta.get("stopped_by") or (meta.get("recipe") or {}).get("stopped_by")
+    best, epochs = meta.get("epoch"), len(history) or (meta.get("recipe") or {}).get("epochs")
+    if stopped:
+        return stopped, f"stopped by {stopped} after {epochs} epochs (best epoch {best})"
+    still = " = last: still improving" if best is not None and best == epochs else ""
+    return None, f"fixed {epochs} epochs, best epoch {best}{still} (no early stopping)"
+
+
+def evidence_rows(baselines: dict, models: dict, sources: dict | None = None) -> list:
+    """One row per model: the baselines file's models (per-seed mean and spread) and the shipped
+    nano models (`models`: name -> meta of `pl.trained_model(name)`, one training each; its
+    metrics' test_accuracy is shown). `sources`: name -> where a model's number comes from."""
+    rows = []
+    for key in dict.fromkeys([*BASELINE_NAMES, *baselines.get("models", {})]):
+        runs = baselines.get("models", {}).get(key, {}).get("runs", [])
+        if not runs:
+            rows.append({"model": BASELINE_NAMES.get(key, key), "seeds": 0, "test acc (%)": math.nan,
+                         "spread (pts)": math.nan, "epochs": "-", "stopped by": "-",
+                         "convergence": "missing: not trained yet (make baselines)", "source": BASELINES_FILE})
+            continue
+        stats = seed_summary([r["test_accuracy"] for r in runs])
+        rows.append({"model": BASELINE_NAMES.get(key, key), "seeds": stats["n"],
+                     "test acc (%)": 100 * stats["mean"], "spread (pts)": 100 * stats["spread"],
+                     "epochs": "/".join(str(r["epochs"]) for r in runs),
+                     "stopped by": "/".join(r["stopped_by"] for r in runs),
+                     "convergence": convergence_state(r["stopped_by"] for r in runs),
+                     "source": BASELINES_FILE})
+    for name, meta in models.items():
+        accuracy = (meta.get("metrics") or {}).get("test_accuracy")
+        if accuracy is None:
+            continue
+        stopped, described = shipped_model_convergence(meta)
+        rows.append({"model": name, "seeds": 1, "test acc (%)": 100 * accuracy, "spread (pts)": math.nan,
+                     "epochs": str(len(meta.get("history") or []) or "?"), "stopped by": stopped or "fixed epochs",
+                     "convergence": described if stopped != "patience" else "converged",
+                     "source": (sources or {}).get(name, f"shipped {name} (manifest)")})
+    return sorted(rows, key=lambda r: (math.isnan(r["test acc (%)"]), -r["test acc (%)"]))   # missing rows last

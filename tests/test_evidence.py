@@ -94,3 +94,21 @@ def test_seed_spread_is_the_sample_std():
     s = seed_summary([0.5, 0.6, 0.7])
     assert s["n"] == 3 and s["mean"] == pytest.approx(0.6) and s["spread"] == pytest.approx(0.1)
     assert np.isnan(seed_summary([0.5])["spread"])
+
+
+def test_evidence_rows_put_baselines_beside_models_and_name_the_missing():
+    from poster_lite.evidence import evidence_rows
+
+    baselines = {"models": {"mlp-true-landmarks": {"runs": [
+        {"test_accuracy": 0.87, "stopped_by": "patience", "epochs": 8},
+        {"test_accuracy": 0.89, "stopped_by": "patience", "epochs": 9}]}}}
+    meta = {"metrics": {"test_accuracy": 0.61}, "epoch": 6, "history": [{"epoch": e} for e in range(1, 7)]}
+    rows = evidence_rows(baselines, {"poster-nano": meta})
+    assert [r["model"] for r in rows][:2] == ["landmark MLP (true landmarks)", "poster-nano"]
+    mlp, nano = rows[0], rows[1]
+    assert mlp["seeds"] == 2 and mlp["test acc (%)"] == pytest.approx(88.0) and mlp["convergence"] == "converged"
+    assert nano["seeds"] == 1 and "best epoch 6 = last" in nano["convergence"]
+    missing = [r for r in rows if r["seeds"] == 0]
+    assert {r["model"] for r in missing} == {"small CNN (images, 0.14M params)",
+                                             "landmark MLP (frozen MobileFaceNet's landmarks)"}
+    assert all(r["convergence"].startswith("missing") for r in missing) and rows[-1]["seeds"] == 0
