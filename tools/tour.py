@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import datetime
 import json
 import logging
 import pathlib
@@ -89,7 +90,8 @@ def execute(path: pathlib.Path, out_dir: pathlib.Path, parameters: dict,
 
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / path.name
-    start = time.perf_counter()
+    started = datetime.datetime.now(datetime.timezone.utc)      # papermill's cell times are absolute: time to
+    start = time.perf_counter()                                 # a cell's output = its end_time - started
     status, error = "ok", None
     try:
         papermill.execute_notebook(str(path), str(executed), parameters=parameters,
@@ -100,7 +102,7 @@ def execute(path: pathlib.Path, out_dir: pathlib.Path, parameters: dict,
         status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
     minutes = (time.perf_counter() - start) / 60
     row = {"notebook": path.stem, "status": status, "minutes": round(minutes, 2),
-           "headline": None, "error": error}
+           "headline": None, "error": error, "started": started.isoformat()}
     if executed.exists():
         nb = nbformat.read(executed, as_version=4)
         row["headline"] = headline(nb)

@@ -55,7 +55,6 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 import poster_lite as pl
 from poster_lite import lab_checks
 from poster_lite.data.subset import Subset
-from poster_lite.data.transforms import eval_transform
 
 # Seed, device ("auto": a GPU if there is one) and runs/00_tour/ for this notebook's figures and results.
 device, ROOT, RUN_DIR = pl.notebook.setup("00_tour", DEVICE, seed=0)
@@ -178,22 +177,6 @@ for name in dict.fromkeys([MODEL, "poster-l"]):
 print(f"MobileFaceNet gives {config.landmark_channels} x 7 x 7: landmark token i is cell i of the 7 x 7 grid")
 
 # %% [markdown]
-# The same diagram holds for every size. The paper's POSTER (`poster-l`) reads $224 \times 224$
-# faces with 8 pyramid blocks at sizes 512/256/128; the suite's `poster-nano` keeps every
-# element but shrinks the widths so that it trains on a CPU in minutes. The numbers below are
-# counted from the models themselves (notebook 04 reproduces the paper's tables).
-
-# %%
-rows = []
-for name in ([MODEL] if SMOKE else dict.fromkeys([MODEL, "poster-nano", "poster-t", "poster-l"])):   # SMOKE: skip the big builds
-    c = pl.make_config(name)
-    params = sum(p.numel() for p in pl.build_model(name).parameters())
-    rows.append({"preset": name, "input px": c.input_size, "pyramid blocks": c.depth,
-                 "levels": str(tuple(c.pyramid_dims)), "parameters (M)": round(params / 1e6, 2)})
-sizes = pd.DataFrame(rows).set_index("preset")
-sizes
-
-# %% [markdown]
 # ## 3 · A trained POSTER on faces it has never seen
 #
 # `pl.trained_model(...)` returns a `poster-nano` trained on SynthFER's training split: its
@@ -226,6 +209,9 @@ print(f"trained with Adam lr {recipe.get('lr')}, SAM {'on' if recipe.get('sam') 
 # the model is the shipped one):
 
 # %%
+# Imported here, not in the setup cell: it imports torchvision (seconds before the model above).
+from poster_lite.data.transforms import eval_transform
+
 test_set = pl.data.load(DATA, split="test")
 if SMOKE:
     test_set = Subset(test_set, 64)
@@ -319,6 +305,23 @@ except NotImplementedError:
     print("(finish exercise 1 to see the model's three best guesses here)")
 
 # %% [markdown]
+# The model above is small on purpose. The diagram of section 2 holds for every size: the
+# paper's POSTER (`poster-l`) reads $224 \times 224$ faces with 8 pyramid blocks at sizes
+# 512/256/128; the suite's `poster-nano` keeps every element but shrinks the widths so that it
+# trains on a CPU in minutes. The numbers below are
+# counted from the models themselves (notebook 04 reproduces the paper's tables).
+
+# %%
+rows = []
+for name in ([MODEL] if SMOKE else dict.fromkeys([MODEL, "poster-nano", "poster-t", "poster-l"])):   # SMOKE: skip the big builds
+    c = pl.make_config(name)
+    params = sum(p.numel() for p in pl.build_model(name).parameters())
+    rows.append({"preset": name, "input px": c.input_size, "pyramid blocks": c.depth,
+                 "levels": str(tuple(c.pyramid_dims)), "parameters (M)": round(params / 1e6, 2)})
+sizes = pd.DataFrame(rows).set_index("preset")
+sizes
+
+# %% [markdown]
 # ## 4 · The map of the suite
 #
 # | notebook | what it teaches |
@@ -332,8 +335,10 @@ except NotImplementedError:
 # | **06 Evaluation** | accuracy and mean class accuracy, confusion matrices, attention maps, Grad-CAM, embeddings, mistakes |
 # | **07 Ablations** | the paper's ablations (pyramid levels, swap depth, depth, image-only) at nano scale, beside the paper's numbers |
 # | **08 Your data** | real data set layouts and checks, the authors' checkpoints and the BGR detail, predicting on your own photos |
+# | **09 POSTER V2** | POSTER's successor: window cross-attention and multi-scale tokens built by hand, V1 against V2 trained alike at nano scale |
 #
-# Notebooks 01 to 04 build the model, 05 to 07 train and study it, 08 takes it to real data.
+# Notebooks 01 to 04 build the model, 05 to 07 train and study it, 08 takes it to real data,
+# 09 to its successor.
 # Each has the same opening (a `parameters` cell with `SMOKE`, `DEVICE`, `DATA` and a size
 # knob), exercises with self-checks, and a summary.
 #
@@ -378,7 +383,7 @@ params
 # - `pl.trained_model("poster-nano")` gives a trained model in one line; its test accuracy on
 #   unseen SynthFER people is the headline printed in section 3.
 # - The suite: 01 data, 02 backbones, 03 cross-fusion, 04 pyramid, 05 training, 06 evaluation,
-#   07 ablations, 08 your own data and the official weights.
+#   07 ablations, 08 your own data and the official weights, 09 POSTER V2.
 #
 # ## Exercises
 #
