@@ -95,8 +95,12 @@ def load_model(name: str, device=None):
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         raise UserError(f"the shipped {entry['file']} does not fit its config in {MANIFEST}: {e}") from None
-    from ..training.landmarks import mark_loaded
-    mark_loaded(model.landmark_backbone, f"shipped {entry['file']}")     # trained from the shipped backbones
+    # Trained from the shipped backbones, so `pl.train` may fine-tune it: the mark that
+    # training/landmarks.py reads (its LOADED_FROM; tests/test_shipped.py checks the two agree), set
+    # here without importing poster_lite.training, whose imports (scikit-learn, torchvision) would
+    # double the time this load takes.
+    if model.landmark_backbone is not None:
+        model.landmark_backbone.loaded_from = f"shipped {entry['file']}"
     metrics = dict(entry.get("metrics_at_training", {}))
     if "test_accuracy" in entry:
         metrics["test_accuracy"] = entry["test_accuracy"]
