@@ -44,6 +44,55 @@ def matmul_peak(dtype, device, n=2048, seconds=1.0) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what platform says)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def bf16_units() -> str:
+    """"AMX", "AVX512-BF16" or "none": the CPU's bf16 matrix instructions."""
+    try:
+        from torch.cpu import _is_amx_tile_supported, _is_avx512_bf16_supported
+        amx, avx = bool(_is_amx_tile_supported()), bool(_is_avx512_bf16_supported())
+    except ImportError:
+        try:
+            flags = open("/proc/cpuinfo").read()
+        except OSError:
+            flags = ""
+        amx, avx = "amx_bf16" in flags, "avx512_bf16" in flags
+    return "AMX" if amx else "AVX512-BF16" if avx else "none"
+
+
+def machine(peaks: bool = True, seconds: float = 2.0) -> dict:
+    """What the figures were measured on: CPU model, bf16 units, threads, load, and (peaks=True)
+    the measured fp32 and bf16 matrix-product peaks (FLOP/s) on the CPU."""
+    info = {"cpu": cpu_model(), "bf16_units": bf16_units(), "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform(),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "time_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    if peaks:
+        cpu = torch.device("cpu")
+        info["peaks"] = {"fp32": matmul_peak(torch.float32, cpu, seconds=seconds)}
+        if info["bf16_units"] != "none":
+            info["peaks"]["bf16"] = matmul_peak(torch.bfloat16, cpu, seconds=seconds)
+    return info
+
+
+def machine_line(info: dict) -> str:
+    peaks = ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in info.get("peaks", {}).items())
+    load = info.get("load_average")
+    return (f"machine: {info['cpu']} ({info['cpu_count']} cores), bf16 units: {info['bf16_units']}, "
+            f"{info['threads']} threads, torch {info['torch']}"
+            + (f", measured matmul peaks {peaks}" if peaks else "")
+            + (f", load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}" if load else "") + f", {info['time_utc']} UTC")
+
+
 def _timed(fn, device, iters):
     _sync(device)
     t0 = time.perf_counter()

@@ -177,16 +177,17 @@ def autocast(device: torch.device, precision: str):
 
 
 @contextmanager
-def explicit_attention_for_training(model: nn.Module, device, precision: str):
+def explicit_attention_for_training(model: nn.Module, device, precision: str, enabled: bool = True):
     """Inside the block, POSTER's attention runs the explicit softmax path if bf16 trains on a CPU.
 
     PyTorch's fused CPU attention has a slow bf16 backward for POSTER's small heads:
     poster-nano fwd+bwd 77 img/s fused vs 105 explicit, poster-l 4.5 vs 5.0, the nano
     fusion alone 45 vs 100 (benchmarks/README.md). Same maths (tests check both paths
     agree). Every switched module is fused again when the block is left, by any exit.
+    enabled=False (pl.train's fast=False) leaves the attention as it is.
     """
     switched = []
-    if torch.device(device).type == "cpu" and precision == "bf16":
+    if enabled and torch.device(device).type == "cpu" and precision == "bf16":
         switched = [m for m in model.modules() if getattr(m, "fused", None) is True]
     for m in switched:
         m.fused = False

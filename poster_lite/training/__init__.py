@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from .. import distributed
+from ..data.in_memory import EpochBatchSampler, InMemoryFaces
 from ..data.labels import class_names
 from ..device import explicit_attention_for_training, loader_options, pick_device, resolve_precision
 from ..errors import UserError, check_number
@@ -85,11 +86,13 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
         require_pretrained_landmarks(model, allow_random_landmarks)
     rank, world, local_rank = distributed.setup()
     device = pick_device(device, local_rank)
-    precision = resolve_precision(precision, device)
+    # The switch off (fast=False) is the faithful float32 eager step, unless a precision is named.
+    precision = resolve_precision(precision if recipe.fast or precision != "auto" else "fp32", device)
     if batch_size % world:
         raise UserError(f"the global batch size {batch_size} does not split over {world} processes")
     seed_everything(recipe.seed + rank)      # each process augments differently
-    train_data, val_data, test_data, classes = _prepare_data(model, train_set, val_set, test_set, channel_order)
+    train_data, val_data, test_data, classes = _prepare_data(model, train_set, val_set, test_set, channel_order,
+                                                             in_memory=recipe.fast)
     loader = _make_loader(train_data, batch_size, world, rank, recipe, device)
     # The worker count as resolved: what a resume must match (None means "the device's own").
     recipe_record = dict(asdict(recipe), num_workers=loader.num_workers)
@@ -101,7 +104,8 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
     meta = {"classes": classes, "channel_order": channel_order, "recipe": recipe_record,
             "precision": precision, "batch_size": batch_size, "landmark_backbone": landmarks}
     # What a resume must match (and `last` records).
-    identity = {"recipe": recipe_record, "batch_size": batch_size, "model": describe_model(model),
+    # The speed path changes how a step computes, not what the run trains: a run may resume with the other.
+    identity = {"recipe": {k: v for k, v in recipe_record.items() if k != "fast"}, "batch_size": batch_size, "model": describe_model(model),
                 "data": describe_data(train_data, val_data, test_data, classes)}
     run = out_dir if isinstance(out_dir, RunFolder) or out_dir is None else \
         RunFolder(out_dir, resume, overwrite, main=rank == 0)
@@ -123,11 +127,12 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
         say = tqdm.write if progress and rank == 0 else None
         clock = RunClock(len(loader), epochs - history.epochs_done, time_budget and time_budget * 60, say)
         try:
-            with explicit_attention_for_training(model, device, precision):
+            with explicit_attention_for_training(model, device, precision, enabled=recipe.fast):
                 history = fit(model, loader, optimizer, schedule, criterion, epochs, evaluated, net=net, sam=sam,
                               scaler=scaler, device=device, precision=precision,
                               eval_batch_size=max(batch_size // world, 64), history=history, on_epoch=save,
-                              progress=progress, patience=patience, clock=clock, channels_last=channels_last)
+                              progress=progress, patience=patience, clock=clock, channels_last=channels_last,
+                              reuse_frozen=recipe.fast and not compile)
         except TrainingDiverged as e:
             kept = (f"The last good checkpoint is {run.out / 'last'} (epoch {e.epoch - 1})."
                     if run and e.epoch > 1 else "No checkpoint of this run was written.")
@@ -191,13 +196,22 @@ def _check_arguments(recipe, epochs, batch_size, train_set, val_set, test_set, o
             raise UserError(f"the {split} set is empty")
 
 
-def _prepare_data(model, train_set, val_set, test_set, channel_order):
-    """The three sets as tensors at the model's input size, and the class names."""
+def _prepare_data(model, train_set, val_set, test_set, channel_order, in_memory: bool = False):
+    """The three sets as tensors at the model's input size, and the class names.
+
+    in_memory (the fast path): sets of images that fit in memory are decoded once
+    (data/in_memory.py); the training set is then augmented a batch at a time."""
     config = getattr(model, "config", None)
     size = config.input_size if config is not None else None
-    train_data = as_tensors(train_set, size, channel_order, train=True)
-    val_data = as_tensors(val_set, size, channel_order) if val_set is not None else None
-    test_data = as_tensors(test_set, size, channel_order) if test_set is not None else None
+
+    def tensors(data, train=False):
+        if data is None:
+            return None
+        if in_memory and size is not None and not isinstance(data[0][0], torch.Tensor) \
+                and InMemoryFaces.fits(data, size):
+            return InMemoryFaces.decode(data, size, channel_order)
+        return as_tensors(data, size, channel_order, train=train)
+    train_data, val_data, test_data = tensors(train_set, train=True), tensors(val_set), tensors(test_set)
     num_classes = config.num_classes if config is not None else None
     # The training set names the classes (else the model's metadata); a count that differs
     # from the model's is refused below rather than silently relabelled.
@@ -212,9 +226,13 @@ def _make_loader(train_data, batch_size, world, rank, recipe, device) -> DataLoa
     # One sampler for one or many processes: the order depends only on (seed, epoch),
     # so a resumed run and a single-process run see the same global batches.
     sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=recipe.seed)
+    options = loader_options(device, recipe.num_workers, processes=world)
     # drop_last: a final batch of one image would break BatchNorm's batch statistics.
-    loader = DataLoader(train_data, batch_size=batch_size // world, sampler=sampler, drop_last=True,
-                        **loader_options(device, recipe.num_workers, processes=world))
+    if isinstance(train_data, InMemoryFaces):       # asked for a whole batch at a time (augmented as one)
+        batches = EpochBatchSampler(sampler, batch_size // world, drop_last=True)
+        loader = DataLoader(train_data, batch_size=None, sampler=batches, **options)
+    else:
+        loader = DataLoader(train_data, batch_size=batch_size // world, sampler=sampler, drop_last=True, **options)
     if len(loader) == 0:
         raise UserError(f"the training set has {len(train_data)} images, fewer than one batch of "
                         f"{batch_size}; lower the batch size")

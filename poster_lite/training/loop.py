@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..device import autocast
 from ..evaluation import evaluate
+from .frozen_stream import reuse_frozen_stream
 
 
 class TrainingDiverged(RuntimeError):
@@ -39,43 +40,62 @@ class NonFiniteLoss(Exception):
         self.value, self.step = value, step
 
 
-def training_step(net, images, labels, criterion, optimizer, sam=None, scaler=None, precision: str = "fp32"):
+def training_step(net, images, labels, criterion, optimizer, sam=None, scaler=None, precision: str = "fp32",
+                  reuse_frozen: bool = False, mark=None):
     """One update of `net` on a batch; returns (loss, logits), both detached.
 
     The gradient at the weights w; with SAM, a climb to w + e, the gradient there, and back
     to w; then the optimiser's step with the last gradient. `scaler` is fp16's GradScaler.
+    reuse_frozen: SAM's second pass takes the frozen landmark stream's output from the first
+    (identical: frozen_stream.py) instead of computing it again.
+    mark(phase): called as each phase ends ("forward", "backward", "sam.ascend", "sam.forward",
+    "sam.backward", "sam.restore", "optimizer"); benchmarks/train_profile.py times them.
     """
-    def forward_backward():
+    mark = mark or _no_mark
+
+    def forward_backward(prefix=""):
         with autocast(images.device, precision):
             logits = net(images)
         loss = criterion(logits.float(), labels)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(loss.item())
+        mark(prefix + "forward")
         (scaler.scale(loss) if scaler else loss).backward()
+        mark(prefix + "backward")
         return loss.detach(), logits.detach()
 
     optimizer.zero_grad(set_to_none=True)
-    loss, logits = forward_backward()                # gradient at w
-    if sam is not None:
-        sam.ascend()                                 # to w + e
-        try:
-            forward_backward()                       # gradient at w + e
-        finally:
-            sam.restore()                            # back to w
+    with reuse_frozen_stream(net, enabled=reuse_frozen and sam is not None) as frozen:
+        loss, logits = forward_backward()            # gradient at w
+        if sam is not None:
+            sam.ascend()                             # to w + e
+            mark("sam.ascend")
+            frozen.replay()
+            try:
+                forward_backward("sam.")             # gradient at w + e
+            finally:
+                sam.restore()                        # back to w
+                mark("sam.restore")
     if scaler:
         scaler.step(optimizer)
         scaler.update()
     else:
         optimizer.step()
+    mark("optimizer")
     return loss, logits
 
 
+def _no_mark(phase: str) -> None:
+    pass
+
+
 def train_one_epoch(net, loader, criterion, optimizer, sam, scaler, device, precision, bar,
-                    channels_last: bool = False, on_step=None) -> dict:
+                    channels_last: bool = False, on_step=None, reuse_frozen: bool = False) -> dict:
     """One pass over `loader`; returns train_loss, train_acc and images_per_s (all processes).
 
     channels_last: the images go in as NHWC (what cuDNN's convolutions prefer on a GPU).
-    on_step(step) runs after every step (the run's clock measures the first ones)."""
+    on_step(step) runs after every step (the run's clock measures the first ones).
+    reuse_frozen: SAM's second pass reuses the frozen landmark stream (training_step)."""
     net.train()
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
@@ -84,7 +104,8 @@ def train_one_epoch(net, loader, criterion, optimizer, sam, scaler, device, prec
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         try:
-            loss, logits = training_step(net, images, labels, criterion, optimizer, sam, scaler, precision)
+            loss, logits = training_step(net, images, labels, criterion, optimizer, sam, scaler, precision,
+                                         reuse_frozen)
         except NonFiniteLoss as e:
             raise NonFiniteLoss(e.value, step) from None
         loss_sum += loss.item() * len(labels)
@@ -146,7 +167,7 @@ def evaluate_splits(model, splits: dict, batch_size: int, device, precision: str
 def fit(model, loader, optimizer, schedule, criterion, epochs: int, evaluated: dict, *, net=None, sam=None,
         scaler=None, device="cpu", precision: str = "fp32", eval_batch_size: int = 64, selection: str = "val",
         history=None, on_epoch=None, progress: bool = True, patience: int | None = None, clock=None,
-        channels_last: bool = False) -> History:
+        channels_last: bool = False, reuse_frozen: bool = False) -> History:
     """Train `model` until `epochs` (from the epoch after `history`'s last); returns the History.
 
     `evaluated` names the data sets scored after every epoch ({"val": ...}, and "test" when
@@ -156,6 +177,7 @@ def fit(model, loader, optimizer, schedule, criterion, epochs: int, evaluated: d
     `patience`: stop once that many epochs have passed without a better one (early stopping).
     `clock`: a RunClock (estimate, time budget); by default one without a budget.
     `history.stopped_by` says why it stopped: "patience", "max_epochs" or "time_budget".
+    `reuse_frozen`: SAM's second pass reuses the frozen landmark stream (the fast path).
     """
     net = net or model
     history = history or History(selection)
@@ -172,7 +194,7 @@ def fit(model, loader, optimizer, schedule, criterion, epochs: int, evaluated: d
                   disable=not (progress and distributed.is_main())) as bar:
             try:
                 row = train_one_epoch(net, loader, criterion, optimizer, sam, scaler, device, precision, bar,
-                                      channels_last, clock.step)
+                                      channels_last, clock.step, reuse_frozen)
             except NonFiniteLoss as e:
                 raise TrainingDiverged(f"the training loss became {e.value} at epoch {epoch}, step {e.step} "
                                        f"(of {len(loader)}); training stopped.", epoch, e.step) from None

@@ -57,6 +57,11 @@ class Recipe:
     # DataLoader processes: decoding JPEGs can starve a fast GPU; 0 loads in the main process.
     # None: the device's own (device.loader_options: 0 on a CPU, one per CPU core on a GPU).
     num_workers: int | None = None
+    # The fast training path (docs/training.md, "Speed"): bf16 autocast where the hardware has
+    # bf16 units (precision="auto"), SAM's second pass reusing the frozen landmark stream, the
+    # training set decoded once into memory and augmented a batch at a time. False: the
+    # faithful float32 eager step, image by image from the files (the reference for parity).
+    fast: bool = True
 
     def __post_init__(self):
         for f in fields(self):
@@ -96,6 +101,8 @@ HELP = {
     "selection": "choose the best epoch on val, or on test (the release's protocol: optimistic)",
     "seed": "random seed of the run",
     "num_workers": "data loading processes (auto: 0 on a CPU; on a GPU one per CPU core, up to 8)",
+    "fast": "the fast training path (bf16 where the hardware has it, frozen landmark stream computed once "
+            "per SAM step, faces decoded once into memory); off: the faithful float32 eager step",
 }
 
 
