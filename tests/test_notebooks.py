@@ -190,6 +190,15 @@ def test_runs_top_to_bottom_in_smoke_mode(path, tmp_path):
     assert not stray_top and not stray_here, f"{path.name} wrote outside runs/ and data/: {sorted(stray_top | stray_here)}"
 
 
+def test_05_retrain_trains_here_and_reads_its_own_run(tmp_path):
+    """05 draws the shipped run's recorded curves by default (its SMOKE run above); RETRAIN=True trains the
+    nano model here instead (SMOKE: a few steps) and reads that run's own files."""
+    path = next(p for p in NOTEBOOKS if p.name.startswith("05_"))
+    row = tour.execute(path, tmp_path, {"SMOKE": 1, "RETRAIN": True}, cell_timeout=CELL_TIMEOUT_S, html=False)
+    assert row["status"] == "ok", f"{path.name} failed with RETRAIN: {row['error']} (executed copy: {tmp_path})"
+    assert "trained here" in row["headline"], row["headline"]
+
+
 # ---------------------------------------------------------------------------- the tools
 def _notebook_with_outputs():
     nb = nbformat.v4.new_notebook()
