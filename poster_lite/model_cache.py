@@ -3,10 +3,10 @@
 Several notebooks need "a trained POSTER" (the tour, attention maps, evaluation,
 prediction). `trained_model()` returns the cached one from
 `data/cache/models/<name>/best` when it exists, else the one shipped with the package
-(poster_lite/shipped/: poster-nano and image-only-nano, in seconds), and otherwise trains
-it on SynthFER with a progress bar, exactly as `poster-lite train` would, and caches it.
-`retrain=True` trains now whatever is cached or shipped. Notebook 05 shows that training
-step by step and writes the same cache.
+(poster_lite/shipped/: poster-nano, image-only-nano and poster-v2-nano, in seconds), and
+otherwise trains it on SynthFER with a progress bar, exactly as `poster-lite train` would, and
+caches it. `retrain=True` trains now whatever is cached or shipped. Notebook 05 draws the
+shipped run's recorded history, and with RETRAIN=True trains into the same cache.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
     """A POSTER trained on the default SynthFER set: cached, shipped, or trained now and cached.
 
     source: "auto" (default) the model trained here if cached, else the shipped one (default
-    settings of poster-nano and image-only-nano; its `meta` carries the manifest: recipe,
+    settings of the shipped models; its `meta` carries the manifest: recipe,
     command, date, data set fingerprint, test accuracy), else trained now; "shipped" only the
     shipped one; "train" the one trained here (training it now if it is not cached).
     retrain=True trains now and replaces the cache (the shipped files are never changed).
