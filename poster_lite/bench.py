@@ -114,14 +114,23 @@ def _interleaved(fns: dict, device, warmup, repeats, iters) -> dict:
     return times
 
 
+def _ratio_spread(faithful: list, fast: list) -> list:
+    """[min, max] of the speed-up within each interleaved repeat (faithful time / fast time)."""
+    ratios = [a / b for a, b in zip(faithful, fast)]
+    return [min(ratios), max(ratios)]
+
+
 def _summary(seconds: list, batch: int) -> dict:
     rates = sorted(batch / s for s in seconds)
     return {"images_per_s": statistics.median(rates), "min": rates[0], "max": rates[-1]}
 
 
-def sam_step_fn(name: str, model, batch, device, precision: str, channels_last: bool):
+def sam_step_fn(name: str, model, batch, device, precision: str, channels_last: bool, fast: bool = True,
+                reuse_frozen: bool | None = None, compile: bool = False):
     """One training step of the recipe, as pl.train takes it (SAM around Adam at the
-    preset's default lr, CE + 2 x smoothed CE, bf16 CPU steps through explicit attention)."""
+    preset's default lr, CE + 2 x smoothed CE). fast (pl.train's default): bf16 CPU steps
+    through explicit attention, SAM's second pass reusing the frozen landmark stream
+    (reuse_frozen overrides it; a compiled step computes it again); fast=False: neither."""
     from .losses import PosterLoss
     from .sam import SAM
     from .training.loop import training_step
@@ -138,10 +147,12 @@ def sam_step_fn(name: str, model, batch, device, precision: str, channels_last: 
     x, y = x.to(device), y.to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
+    reuse = (fast and not compile) if reuse_frozen is None else reuse_frozen
+    net = torch.compile(model) if compile else model
 
     def step():
-        with explicit_attention_for_training(model, device, precision):
-            training_step(model, x, y, criterion, optimizer, sam, precision=precision)
+        with explicit_attention_for_training(model, device, precision, enabled=fast):
+            training_step(net, x, y, criterion, optimizer, sam, precision=precision, reuse_frozen=reuse)
     return step
 
 
@@ -198,9 +209,25 @@ def pipeline_speed(size: int, n: int = 256, quick: bool = False) -> dict:
                 else:
                     image.load()
             out[name] = len(idx) / (time.perf_counter() - start)
+        out["in memory + train augmentation (batches)"] = _in_memory_speed(ds, idx, size)
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+def _in_memory_speed(ds, idx, size: int, batch: int = 64) -> float:
+    """Images/s of pl.train's default feed: the faces decoded once (not timed: once per run),
+    then the training augmentation a batch at a time (data/in_memory.py)."""
+    from torch.utils.data import Subset as TorchSubset
+
+    from .data.in_memory import InMemoryFaces
+
+    faces = InMemoryFaces.decode(TorchSubset(ds, idx), size)
+    order = list(range(len(faces)))
+    start = time.perf_counter()
+    for b in range(0, len(order), batch):
+        faces.batch(order[b:b + batch])
+    return len(order) / (time.perf_counter() - start)
 
 
 def input_verdict(decode_images_per_s: float, workers: int, step_images_per_s: float) -> dict:
@@ -249,15 +276,13 @@ def agreement(model, fast_model, images, batch=64) -> dict:
 
 
 def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=False, repeats=5,
-        warmup=2, checkpoint=None, compile=False, out=None, verbose=True) -> dict:
+        warmup=2, checkpoint=None, compile=False, out=None, verbose=True, profile=True) -> dict:
     batches = batches or {"poster-nano": [16, 64], "poster-l": [4, 16]}
     if quick:
         batches = {m: [b[0] for b in [batches.get(m, [4])]] for m in models}
         repeats, warmup = 2, 1
     devices = devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                          "torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "cpu_count": os.cpu_count()}, "rows": [], "peaks": {}, "agreement": []}
+    result = {"machine": machine(peaks=False), "rows": [], "peaks": {}, "agreement": []}
     log = print if verbose else (lambda *a, **k: None)
     for dev_name in devices:
         device = pick_device(dev_name)
@@ -269,6 +294,9 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
             dt = torch.bfloat16 if fast_precision == "bf16" else torch.float16
             peaks[fast_precision] = matmul_peak(dt, device, seconds=0.5 if quick else 2.0)
         result["peaks"][device.type] = peaks
+        if device.type == "cpu":
+            result["machine"]["peaks"] = peaks
+            log(machine_line(result["machine"]))
         log(f"[{device.type}] matmul peak: " + ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in peaks.items()))
         for name in models:
             torch.manual_seed(0)
@@ -286,10 +314,12 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
                                                      warmup, repeats, **setting))
                 log(_line(result["rows"][-1]))
             # The larger batch for training (training batches are large; the quick mode takes the small one).
-            row = _training_row(batches.get(name, [4])[0 if quick else -1], quick, repeats, **setting)
+            row = _training_row(batches.get(name, [4])[0 if quick else -1], quick, repeats, compile=compile,
+                                **setting)
             result["rows"].append(row)
-            log(_line(row) + (f" | channels-last {row['fast_channels_last']['images_per_s']:.1f} img/s"
-                              if "fast_channels_last" in row else ""))
+            log(_line(row))
+            for line in candidate_lines(row):
+                log(line)
             entry = _agreement_entry(model, fast_model, name, device, quick, bool(checkpoint and name == "poster-nano"))
             result["agreement"].append(entry)
             log(f"  agreement {name} on {entry['n']} {entry['inputs']} inputs: top-1 "
@@ -308,14 +338,19 @@ def run(models=("poster-nano", "poster-l"), batches=None, devices=None, quick=Fa
     for row in (r for r in result["rows"] if r["mode"].startswith("train")):
         device = torch.device(row["device"])
         # pl.train's step on CUDA runs channels-last; measured as a candidate (not in --quick)
-        step = row.get("fast_channels_last", row["fast"]) if device.type == "cuda" else row["fast"]
-        decode = result["pipelines"][make_config(row["model"]).input_size]["decode + train augmentation"]
+        step = row["candidates"].get("fast + channels-last", row["fast"]) if device.type == "cuda" else row["fast"]
+        pipe = result["pipelines"][make_config(row["model"]).input_size]
+        # pl.train's default (fast) decodes a set that fits in memory once and augments batches of it.
+        decode = pipe.get("in memory + train augmentation (batches)", pipe["decode + train augmentation"])
         v = dict(input_verdict(decode, loader_options(device)["num_workers"], step["images_per_s"]),
                  model=row["model"], device=row["device"], batch=row["batch"])
         result["verdicts"].append(v)
         log(verdict_line(row["model"], row["device"], v))
+    if profile and "poster-nano" in models and "cpu" in devices:
+        result["profiles"] = _profiles(quick, result["peaks"]["cpu"], log)
+    result["machine"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     if out:
-        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
+        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2, default=str)))
         log(f"saved {out}")
     return result
 
@@ -339,31 +374,79 @@ def _inference_row(model, fast_model, bs, compile, build_s, warmup, repeats, nam
     row = {"device": device.type, "model": name, "mode": "inference", "batch": bs,
            "fast_precision": fast_precision, "gflops_per_image": flops / 1e9,
            "faithful": _summary(times["faithful"], bs), "fast": _summary(times["fast"], bs),
-           "fast_build_s": build_s, "compile_s": compile_s}
+           "fast_build_s": build_s, "compile_s": compile_s,
+           "speedup_spread": _ratio_spread(times["faithful"], times["fast"])}
     _finish_row(row, flops, peaks, fast_precision)
     return row
 
 
-def _training_row(bs, quick, repeats, name, device, fast_precision, flops, peaks) -> dict:
+# Training-step candidates beside the two paths: (label, fast, reuse of the frozen stream,
+# channels-last, torch.compile). Each is measured interleaved with the others; its gain is
+# reported against "fast" (pl.train's default step).
+TRAINING_CANDIDATES = (("fast without landmark reuse", True, False, False, False),
+                       ("fast + channels-last", True, True, True, False),
+                       ("fast + torch.compile", True, False, False, True))
+
+
+def _training_row(bs, quick, repeats, name, device, fast_precision, flops, peaks, compile=False) -> dict:
     """One training step with SAM: both passes fwd+bwd (~3x forward each). "fast" is what
-    pl.train(precision="auto") does; channels-last is measured as a candidate."""
+    pl.train does by default (Recipe.fast); "faithful" is Recipe(fast=False), float32 eager.
+    The candidates (TRAINING_CANDIDATES; not in --quick; torch.compile only with --compile)
+    show what each technique adds or would add."""
     size, classes = make_config(name).input_size, make_config(name).num_classes
     data = (torch.randn(bs, 3, size, size), torch.randint(0, classes, (bs,)))
-    steps = {}
-    for label, precision, channels_last in (("faithful", "fp32", False), ("fast", fast_precision, False),
-                                            ("fast + channels-last", fast_precision, True)):
-        if quick and channels_last:
-            continue
+    setups = [("faithful", False, False, False, False), ("fast", True, None, False, False)]
+    if not quick:
+        setups += [c for c in TRAINING_CANDIDATES if compile or not c[4]]
+    steps, compile_s = {}, None
+    for label, fast_path, reuse, channels_last, compiled in setups:
         torch.manual_seed(0)
-        steps[label] = sam_step_fn(name, build_model(name), data, device, precision, channels_last)
+        steps[label] = sam_step_fn(name, build_model(name), data, device, fast_precision if fast_path else "fp32",
+                                   channels_last, fast=fast_path, reuse_frozen=reuse, compile=compiled)
+        if compiled:
+            t0 = time.perf_counter()
+            steps[label]()                            # the first call compiles (forward and backward)
+            compile_s = time.perf_counter() - t0
     times = _interleaved(steps, device, 1, max(2, repeats - 2), 1)
     row = {"device": device.type, "model": name, "mode": "train step (SAM)", "batch": bs,
            "fast_precision": fast_precision, "gflops_per_image": 6 * flops / 1e9,
-           "faithful": _summary(times["faithful"], bs), "fast": _summary(times["fast"], bs)}
-    if "fast + channels-last" in times:
-        row["fast_channels_last"] = _summary(times["fast + channels-last"], bs)
+           "faithful": _summary(times["faithful"], bs), "fast": _summary(times["fast"], bs),
+           "candidates": {}, "compile_s": compile_s,
+           "speedup_spread": _ratio_spread(times["faithful"], times["fast"])}
+    fast_rate = row["fast"]["images_per_s"]
+    for label in times:
+        if label not in ("faithful", "fast"):
+            c = _summary(times[label], bs)
+            row["candidates"][label] = dict(c, gain_vs_fast=c["images_per_s"] / fast_rate,
+                                            ratio_vs_faithful=c["images_per_s"] / row["faithful"]["images_per_s"])
     _finish_row(row, 6 * flops, peaks, fast_precision)
     return row
+
+
+def candidate_lines(row) -> list:
+    out = []
+    for label, c in row.get("candidates", {}).items():
+        extra = f", compiling took {row['compile_s']:.0f} s" if "compile" in label and row.get("compile_s") else ""
+        out.append(f"    {label:28s} {c['images_per_s']:7.1f} img/s [{c['min']:.1f}..{c['max']:.1f}]  "
+                   f"x{c['gain_vs_fast']:.2f} vs fast, x{c['ratio_vs_faithful']:.2f} vs faithful{extra}")
+    return out
+
+
+def _profiles(quick: bool, peaks: dict, log) -> list:
+    """The nano training step's profile (training/profile.py): the fast path, and the faithful one
+    unless quick. benchmarks/train_profile.py prints the same tables with more steps."""
+    from .training.profile import profile_lines, profile_step
+
+    log("[profile] where a poster-nano SAM training step spends its time (pl.train's step, real SynthFER batches)")
+    found = []
+    for fast_path in ((True,) if quick else (True, False)):
+        r = profile_step("poster-nano", fast=fast_path, batch=16 if quick else 64, steps=2 if quick else 3,
+                         warmup=1, op_steps=0 if quick else 1, peaks=peaks, n_train=256 if quick else None)
+        r.pop("machine", None)
+        found.append(r)
+        for line in profile_lines(r):
+            log(line)
+    return found
 
 
 def _agreement_entry(model, fast_model, name, device, quick, trained) -> dict:
@@ -392,4 +475,5 @@ def _line(row) -> str:
     return (f"  {row['model']:11s} {row['mode']:17s} b={row['batch']:<3d} faithful {f['images_per_s']:7.1f} img/s "
             f"[{f['min']:.1f}..{f['max']:.1f}] ({100 * row['faithful_peak_fraction']:4.1f}% of fp32 peak) | "
             f"fast/{row['fast_precision']} {s['images_per_s']:7.1f} img/s [{s['min']:.1f}..{s['max']:.1f}] "
-            f"({100 * row['fast_peak_fraction']:4.1f}% of its peak) | x{row['speedup']:.2f}")
+            f"({100 * row['fast_peak_fraction']:4.1f}% of its peak) | x{row['speedup']:.2f}"
+            + (" [{:.2f}..{:.2f}]".format(*row["speedup_spread"]) if "speedup_spread" in row else ""))

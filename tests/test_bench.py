@@ -21,6 +21,18 @@ def test_quick_benchmark_reports_both_paths(tmp_path):
     pipe = saved["pipeline"]        # the input pipeline, measured on its own
     assert pipe["images"] > 0 and pipe["decode"] > 0
     assert 0 < pipe["decode + train augmentation"] and 0 < pipe["decode + eval transform"]
+    assert pipe["in memory + train augmentation (batches)"] > 0
+    machine = saved["machine"]      # the machine is named
+    assert machine["cpu"] and machine["bf16_units"] in ("AMX", "AVX512-BF16", "none") and machine["threads"] >= 1
+    assert machine["peaks"]["fp32"] > 0
+    train = next(r for r in result["rows"] if r["mode"] == "train step (SAM)")
+    low, high = train["speedup_spread"]          # the ratio within each interleaved repeat
+    assert 0 < low <= high
+    profile = saved["profiles"][0]  # the nano step's profile: every phase of the real step, timed
+    phases = {p["phase"] for p in profile["phases"]}
+    assert {"data", "forward", "backward", "sam.forward", "sam.backward", "optimizer"} <= phases
+    assert all(p["ms"] >= 0 for p in profile["phases"]) and profile["fast"] is True
+    assert any(p["part"] == "landmark backbone" for p in profile["parts"])
 
 
 def test_bench_cli_finds_the_cached_trained_model(tmp_path, monkeypatch, capsys):

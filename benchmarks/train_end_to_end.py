@@ -1,0 +1,68 @@
+"""One full default poster-nano training, end to end: `python benchmarks/train_end_to_end.py --path fast`.
+
+    python benchmarks/train_end_to_end.py --path faithful     # Recipe(fast=False): the float32 eager reference
+    python benchmarks/train_end_to_end.py --path fast         # pl.train's default
+    python benchmarks/train_end_to_end.py --path fast --compile
+
+What `pl.trained_model("poster-nano", retrain=True)` runs (model_cache.RUN_SETTINGS["default"]:
+6 epochs, batch 64, all 5,000 SynthFER training faces, SAM, the nano lr, from the cached
+pretrained backbones), but into its own folder (runs/bench/e2e-<path>/, replaced on each run):
+nothing cached or shipped is touched. Wall time is the whole `pl.train` call (data
+preparation, compilation, training, the evaluations, the final test). Writes
+runs/bench/train_e2e_<path>.json with the time, the test accuracy and the machine's load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+import poster_lite as pl
+from poster_lite.bench import machine, machine_line
+from poster_lite.checkpoint import atomic_write
+from poster_lite.model_cache import RUN_SETTINGS
+from poster_lite.pretrain import load_pretrained_backbones
+from poster_lite.training.recipe import default_lr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--path", choices=["fast", "faithful"], required=True)
+    parser.add_argument("--compile", action="store_true", help="train through torch.compile (fast path)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: RUN_SETTINGS' (6)")
+    parser.add_argument("--model", default="poster-nano")
+    args = parser.parse_args()
+    plan = RUN_SETTINGS["default"]
+    label = args.path + ("-compile" if args.compile else "")
+    out = Path("runs/bench") / f"e2e-{label}"
+    before = machine(peaks=False)
+    print(machine_line(before), flush=True)
+    train_set = pl.data.load("synthfer", split="train")
+    val_set, test_set = pl.data.load("synthfer", split="val"), pl.data.load("synthfer", split="test")
+    torch.manual_seed(0)
+    model = pl.build_model(args.model, num_classes=len(train_set.classes))
+    loaded = load_pretrained_backbones(model)
+    started = time.perf_counter()
+    history = pl.train(model, train_set, val_set, epochs=args.epochs or plan["epochs"], batch_size=plan["batch_size"],
+                       out_dir=out, test_set=test_set, lr=default_lr(args.model), sam=plan["sam"], overwrite=True,
+                       fast=args.path == "fast", compile=args.compile)
+    wall = time.perf_counter() - started
+    after = machine(peaks=False)
+    result = {"path": label, "wall_s": wall, "test": history.attrs["test"], "val": history.attrs["val"],
+              "best_epoch": history.attrs["best_epoch"], "train_s": history.attrs["seconds"],
+              "history": history.to_dict(orient="records"), "backbones": [str(p) for p in loaded],
+              "machine_before": before, "machine_after": after, "threads": torch.get_num_threads(),
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    Path("runs/bench").mkdir(parents=True, exist_ok=True)
+    dest = Path("runs/bench") / f"train_e2e_{label}.json"
+    atomic_write(dest, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1, default=str)))
+    print(f"{label}: {wall / 60:.1f} min end to end, test accuracy {100 * history.attrs['test']['accuracy']:.2f}%; "
+          f"saved {dest}; load after: {after['load_average']}")
+
+
+if __name__ == "__main__":
+    main()
