@@ -53,7 +53,11 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
     are applied at the model's input size, in `channel_order`) or ready tensors.
     `batch_size` is the global batch: under torchrun each of N processes takes 1/N.
     `**recipe` overrides fields of `Recipe` (lr, optimizer, sam, rho, schedule,
-    gamma, smoothing, smoothing_weight, selection, seed, num_workers, weight_decay).
+    gamma, smoothing, smoothing_weight, selection, seed, num_workers, weight_decay, fast).
+    `fast` (default True) trains the fast path: precision "auto" resolves to bf16 where the
+    hardware has bf16 units, SAM's second pass reuses the frozen landmark stream, and image
+    sets that fit in memory are decoded once and augmented a batch at a time (the same
+    batches, bit for bit). fast=False is the faithful float32 eager step (docs/training.md, "Speed").
 
     `out_dir` receives `last`, `best`, history.csv/json and results.json (see run.py);
     a folder that holds a run needs `resume=True` (continue from `out_dir/last`, with the

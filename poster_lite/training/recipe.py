@@ -101,8 +101,8 @@ HELP = {
     "selection": "choose the best epoch on val, or on test (the release's protocol: optimistic)",
     "seed": "random seed of the run",
     "num_workers": "data loading processes (auto: 0 on a CPU; on a GPU one per CPU core, up to 8)",
-    "fast": "the fast training path (bf16 where the hardware has it, frozen landmark stream computed once "
-            "per SAM step, faces decoded once into memory); off: the faithful float32 eager step",
+    "fast": "the fast training path, i.e. the faithful float32 eager step (fast: bf16 where the hardware has "
+            "it, the frozen landmark stream once per SAM step, the faces decoded once into memory)",
 }
 
 
