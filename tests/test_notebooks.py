@@ -334,11 +334,29 @@ def test_book_links_pages_and_describes_every_notebook(tmp_path):
         assert html.escape(title) in index and description and html.escape(description) in index
 
 
+def test_a_stopped_tour_keeps_the_rows_it_finished(tmp_path, monkeypatch):
+    ran = []
+
+    def fake_execute(path, out_dir, parameters, cell_timeout=None, verbose=False):
+        if ran:
+            raise KeyboardInterrupt               # stopped during the second notebook
+        ran.append(path.stem)
+        return {"notebook": path.stem, "status": "ok", "minutes": 0.1, "headline": None, "error": None}
+
+    monkeypatch.setattr(tour, "execute", fake_execute)
+    with pytest.raises(KeyboardInterrupt):
+        tour.main(["--no-prepare", "--out", str(tmp_path / "tour")])
+    rows = json.loads((tmp_path / "tour" / "summary.json").read_text())["notebooks"]
+    assert [r["notebook"] for r in rows] == ran == [NOTEBOOKS[0].stem] and rows[0]["parameters"] == {"SMOKE": 0}
+
+
 def test_tour_prepare_row_reaches_the_book(tmp_path, monkeypatch):
     import poster_lite as pl
-    from poster_lite import pretrain
+    from poster_lite import pretrain, shipped
 
     calls = []
+    monkeypatch.setenv("POSTER_LITE_DATA", str(tmp_path))            # nothing cached
+    monkeypatch.setattr(shipped, "has_model", lambda name: name != "poster-v2-nano")   # as if V2 were not shipped
     report = {"image_backbone": {"identity_accuracy": 0.7}, "landmark_backbone": {"nme": 0.04}}
     monkeypatch.setattr(pretrain, "ensure_pretrained_backbones", lambda name, device=None: calls.append(name) or report)
 
@@ -347,8 +365,9 @@ def test_tour_prepare_row_reaches_the_book(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pl, "trained_model", lambda name, device=None: calls.append(name) or Trained())
     row = tour.prepare("cpu")
-    assert calls == ["poster-nano", "poster-nano", "image-only-nano", "poster-v2-nano"], "no ablation features"
+    assert calls == ["poster-nano", "poster-nano", "image-only-nano"], "no ablation features, no training"
     assert row["status"] == "ok" and "poster-nano test 60.0%" in row["headline"] and "NME 0.040" in row["headline"]
+    assert "poster-v2-nano: not shipped, not cached" in row["headline"]
     monkeypatch.setattr(pl, "trained_model", lambda name, device=None: 1 / 0)
     failed = tour.prepare("cpu")
     assert failed["status"] == "failed" and "ZeroDivisionError" in failed["error"]

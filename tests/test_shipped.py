@@ -14,11 +14,14 @@ import torch
 
 import poster_lite as pl
 from poster_lite import shipped
+from poster_lite.config_v2 import FAMILY as FAMILY_V2
 from poster_lite.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-MODELS = ("poster-nano", "image-only-nano")
 MANIFEST = shipped.manifest()
+# What ships now: at least the two V1 nano models; tools/zoo.py may ship more (poster-v2-nano once
+# its run is exported), and every test below covers whatever the manifest lists.
+MODELS = tuple(MANIFEST["models"])
 
 
 def _package_data_patterns() -> list:
@@ -29,7 +32,8 @@ def _package_data_patterns() -> list:
 
 
 def test_manifest_describes_every_shipped_file():
-    assert set(MANIFEST["models"]) == set(MODELS)
+    assert {"poster-nano", "image-only-nano"} <= set(MODELS) <= set(_zoo().MODELS), \
+        "the suite's V1 models ship, and only models that tools/zoo.py makes"
     assert set(MANIFEST["backbones"]) == {"poster-nano"}
     entries = [*MANIFEST["models"].values(), *MANIFEST["backbones"].values()]
     for entry in MANIFEST["models"].values():
@@ -43,6 +47,36 @@ def test_manifest_describes_every_shipped_file():
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], f"{entry['file']} is not the file the manifest describes"
         total += len(data)
     assert total <= 15e6, f"shipped weights are {total / 1e6:.1f} MB, over the 15 MB budget"
+
+
+def test_shipped_models_load_as_their_family_with_their_history():
+    """Each model is rebuilt from its config's family (V2 files: the export test below), with its run's history."""
+    for name in MODELS:
+        family = "PosterV2Model" if MANIFEST["models"][name]["config"].get("family") == FAMILY_V2 else "PosterModel"
+        assert type(shipped.load_model(name)).__name__ == family
+    for name in MODELS:
+        entry = MANIFEST["models"][name]
+        assert [row["epoch"] for row in entry["history"]] == list(range(1, entry["recipe"]["epochs"] + 1)), \
+            f"{name}: one history row per epoch (notebook 05 draws the curves from it)"
+
+
+def test_a_shipped_model_may_be_fine_tuned_and_loads_without_the_training_code():
+    """The loader marks the landmark backbone as loaded in the attribute that training reads (pl.train
+    refuses a random frozen one), without importing poster_lite.training (a fresh process shows it)."""
+    import subprocess
+    import sys
+
+    from poster_lite.training.landmarks import LOADED_FROM, landmark_source, require_pretrained_landmarks
+    for name in MODELS:
+        model = shipped.load_model(name)
+        require_pretrained_landmarks(model)
+        if model.landmark_backbone is not None:             # image-only-nano has none
+            assert landmark_source(model) == getattr(model.landmark_backbone, LOADED_FROM) == \
+                f"shipped {MANIFEST['models'][name]['file']}"
+    code = ("import sys, poster_lite.shipped as s; s.load_model('poster-nano'); "
+            "print('poster_lite.training' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False", "loading a shipped model imported the training code"
 
 
 def test_every_shipped_file_is_package_data():
@@ -156,3 +190,58 @@ def test_zoo_keeps_batchnorm_statistics_in_float32():
     assert {k for k, v in halved.items() if v.dtype == torch.float32} == \
         {k for k in state if k.endswith(("running_mean", "running_var"))}
     assert all(halved[k].dtype == state[k].dtype for k in state if not state[k].is_floating_point())
+
+
+def test_zoo_export_adds_a_model_and_leaves_the_other_shipped_files_byte_for_byte(tmp_path, monkeypatch):
+    """Exporting a cache that holds a newly trained model (poster-v2-nano here) and a run whose weights are
+    the shipped poster-nano's adds the new one and rewrites no other file; image-only-nano, absent from
+    the cache, keeps its file and entry. (Scoring is stubbed: the slow test scores the real files.)"""
+    import shutil
+
+    from poster_lite.checkpoint import save_checkpoint
+    zoo = _zoo()
+    folder = tmp_path / "shipped"
+    shutil.copytree(shipped.files(), folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["models"].pop("poster-v2-nano", None)          # as before it was shipped
+    (folder / "poster-v2-nano.safetensors").unlink(missing_ok=True)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "manifest.json"}
+    monkeypatch.setattr(zoo, "SHIPPED", folder)
+    monkeypatch.setattr(shipped, "files", lambda: folder)
+    monkeypatch.setattr(shipped, "split_fingerprint", lambda root=None, split="test": "f" * 16)
+    monkeypatch.setattr(zoo, "shipped_accuracy", lambda name, test_set: 0.5)
+    data = tmp_path / "data"
+    (data / "synthfer").mkdir(parents=True)
+    (data / "synthfer" / "synthfer.json").write_text(json.dumps({"seed": 0, "generator": "g"}))
+    monkeypatch.setenv("POSTER_LITE_DATA", str(data))
+    monkeypatch.setattr(pl.data, "load", lambda *a, **k: [0] * 3)
+    cache = data / "cache" / "models"
+    save_checkpoint(shipped.load_model("poster-nano"), cache / "poster-nano" / "best")
+    torch.manual_seed(0)
+    save_checkpoint(pl.build_model("poster-v2-nano"), cache / "poster-v2-nano" / "best",
+                    meta={"classes": list(MANIFEST["models"]["poster-nano"]["classes"]), "epoch": 6})
+    (cache / "poster-v2-nano" / "history.json").write_text(json.dumps([{"epoch": 1, "val_acc": 0.3}]))
+
+    out = zoo.export(data / "cache", data / "synthfer")
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "manifest.json"}
+    assert set(after) == set(before) | {"poster-v2-nano.safetensors"}
+    assert all(after[name] == before[name] for name in before), "an unchanged shipped file was rewritten"
+    written = json.loads((folder / "manifest.json").read_text())
+    assert written == out and set(written["models"]) == {"poster-nano", "image-only-nano", "poster-v2-nano"}
+    for name in ("poster-nano", "image-only-nano"):
+        kept = {k: v for k, v in written["models"][name].items() if k not in ("data", "exported", "git_commit")}
+        assert kept == manifest["models"][name], f"{name}'s entry changed"
+        assert written["models"][name]["data"] == manifest["data"], "where it was trained is still said"
+    v2 = written["models"]["poster-v2-nano"]
+    assert v2["test_accuracy"] == 0.5 and v2["history"] == [{"epoch": 1, "val_acc": 0.3}]
+    assert v2["dataset"]["fingerprint"] == "f" * 16 and str(data) in v2["data"]
+    assert hashlib.sha256(after["poster-v2-nano.safetensors"]).hexdigest() == v2["sha256"]
+    assert written["backbones"]["poster-nano"]["shared_by"] == list(zoo.MODELS)
+    assert type(shipped.load_model("poster-v2-nano")).__name__ == "PosterV2Model"
+    assert v2["rebuilt_on_load"] and all(k.endswith("relative_position_index") for k in v2["rebuilt_on_load"])
+    assert len(after["poster-v2-nano.safetensors"]) < 4.5e6, "index tables the model computes are not shipped"
+    loaded = shipped.load_model("poster-v2-nano")           # strict: the rebuilt tables fill the gap
+    assert loaded.meta["metrics"]["test_accuracy"] == 0.5
+    trained = pl.build_model("poster-v2-nano").state_dict()
+    assert all(torch.equal(loaded.state_dict()[k], trained[k]) for k in v2["rebuilt_on_load"])

@@ -12,13 +12,14 @@ and a table is printed: notebook, status, minutes, headline.
 
 Before the notebooks, a default-mode tour of the whole suite makes what several
 notebooks share and cache (`--no-prepare` skips it): the pretrained nano backbones and
-the trained poster-nano, image-only-nano and poster-v2-nano. All of them ship with the
-package (poster_lite/shipped/), so on a fresh clone this takes seconds: the backbones are
-installed into data/cache/backbones/ and each model is loaded once (a model trained here and
-cached is loaded instead). Nothing in it trains or computes features unless a shipped file
-is missing. It is timed and listed as its own row. A notebook run on its own does the same
-work itself the first time. (Notebook 07's ablation grid reads its shipped results; the
-frozen features it trains on are computed only where 07 asks for them.)
+the trained poster-nano, image-only-nano and poster-v2-nano. What ships with the package
+(poster_lite/shipped/) takes seconds: the backbones are installed into
+data/cache/backbones/ and each shipped model is loaded once (a model trained here and cached
+is loaded instead). A shared model that is neither shipped nor cached is not trained here:
+the notebook that needs it trains it (with a progress bar) and the row says so. Nothing in
+this step trains or computes features. It is timed and listed as its own row. (Notebook 07's
+ablation grid reads its shipped results; the frozen features it trains on are computed only
+where 07 asks for them.)
 
 A notebook states its headline number by printing one line that starts with
 `HEADLINE:` (e.g. `print(f"HEADLINE: test accuracy {acc:.1%}")`); the last such
@@ -42,7 +43,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 OUT = REPO / "runs" / "tour"
 HEADLINE = "HEADLINE:"
-SHARED_MODELS = ("poster-nano", "image-only-nano", "poster-v2-nano")     # all shipped (tools/zoo.py MODELS)
+SHARED_MODELS = ("poster-nano", "image-only-nano", "poster-v2-nano")     # tools/zoo.py's MODELS
 
 
 def find_notebooks(prefixes=()) -> list[pathlib.Path]:
@@ -154,6 +155,7 @@ def format_table(rows: list[dict]) -> str:
 
 def update_summary(path: pathlib.Path, rows: list[dict]) -> None:
     """Merge `rows` into summary.json, so running a few notebooks keeps the others' rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(path.read_text(encoding="utf-8"))["notebooks"] if path.exists() else []
     merged = {r["notebook"]: r for r in previous}
     merged.update({r["notebook"]: r for r in rows})
@@ -162,9 +164,11 @@ def update_summary(path: pathlib.Path, rows: list[dict]) -> None:
 
 
 def prepare(device: str = "auto") -> dict:
-    """Make the suite's shared caches: install the shipped backbones, load each shared model once
-    (seconds when shipped; each step trains only when neither a cache nor a shipped file exists)."""
+    """Make the suite's shared caches: install the shipped backbones, load each shipped (or cached)
+    shared model once. Seconds; it never trains (a model with neither is left to its notebook)."""
     import poster_lite as pl
+    from poster_lite import shipped
+    from poster_lite.model_cache import model_dir
     from poster_lite.pretrain import ensure_pretrained_backbones
 
     device = None if device == "auto" else device          # the package's own choice: a GPU if there is one
@@ -176,6 +180,9 @@ def prepare(device: str = "auto") -> dict:
                      f"NME {reports['landmark_backbone']['nme']:.3f}")
         # 00, 03, 06, 08 use the first; 06 the first two; 09 the first and poster-v2-nano.
         for name in SHARED_MODELS:
+            if not (shipped.has_model(name) or (model_dir(name) / "best").exists()):
+                steps.append(f"{name}: not shipped, not cached (the notebook that uses it trains it)")
+                continue
             meta = pl.trained_model(name, device=device).meta
             metrics, source = meta.get("metrics", {}), meta.get("source", "trained here")
             steps.append(f"{name} test {metrics['test_accuracy']:.1%} ({source})" if "test_accuracy" in metrics
@@ -215,13 +222,18 @@ def main(argv=None) -> int:
         print(f"preparing the shared caches (backbones, {', '.join(SHARED_MODELS)}) ...", flush=True)
         rows.append(prepare(str(parameters.get("DEVICE", "auto"))))
         print(f"  {rows[-1]['status']} in {rows[-1]['minutes']:.1f} min: {rows[-1]['headline']}", flush=True)
+    def record():                   # after each step: a tour stopped halfway keeps the rows it finished
+        for row in rows:
+            row.setdefault("finished", time.strftime("%Y-%m-%d %H:%M"))
+            row.update(parameters=parameters)
+        update_summary(args.out / "summary.json", rows)
+
     for path in notebooks:
         print(f"running {path.name} with {parameters} ...", flush=True)
         rows.append(execute(path, args.out, parameters, args.cell_timeout, verbose=args.verbose))
         print(f"  {rows[-1]['status']} in {rows[-1]['minutes']:.1f} min", flush=True)
-    for row in rows:
-        row.update(parameters=parameters, finished=time.strftime("%Y-%m-%d %H:%M"))
-    update_summary(args.out / "summary.json", rows)
+        record()
+    record()
     print()
     print(format_table(rows))
     print(f"\nexecuted notebooks and HTML: {args.out}")
