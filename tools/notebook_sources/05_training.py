@@ -27,7 +27,8 @@
 # 8. explain why selecting the epoch on the test set inflates the reported accuracy, and measure by how much.
 #
 # Time: about one lab hour. Nothing here trains for minutes unless you ask: section 5 trains a
-# few dozen SAM steps twice (the loop by hand, then `pl.train`; `LOOP_FACES` makes it longer),
+# short run twice (the loop by hand, then `pl.train`; the cell prints its number of SAM steps,
+# and `LOOP_FACES` makes it longer),
 # section 6 draws the curves that the suite's shipped nano model recorded while it trained,
 # and section 8 trains three short runs on a small subset. Every training cell prints how long
 # it took here. To train the nano model yourself in section 6, set `RETRAIN = True` (12.8
