@@ -11,8 +11,10 @@ Two protocols, each in its own results file (package data, poster_lite/shipped/)
     part it changes (image projection, pyramid fusion, SE gate, head) on them, SAM off.
   paper (ablations_nano_paper.json): the paper's protocol. Each row trains its whole model on
     the images, the pretrained landmark backbone frozen and the pretrained image backbone
-    fine-tuned, with the shared nano models' recipe (SAM on). About 5 minutes an epoch on 2 CPU
-    cores: a 3-seed grid takes days there, a GPU hours.
+    fine-tuned, with the shared nano models' recipe (SAM on). Measured 2026-11-30 on this 2-core
+    CPU (load 4, other jobs running): pl.train's estimate after its first steps, 23.1 s per step
+    x 78 steps = 30 min an epoch for poster-nano-d4, 15 h per (row, seed) at the 30-epoch cap.
+    A 3-seed grid is a GPU job.
 Both: early stopping on validation accuracy (--patience, within --max-epochs; stopped_by says
 which ended each run), the best validation epoch tested once on the 1,500 test faces, and the
 precision recorded (auto: bf16 where the CPU has it).
@@ -186,7 +188,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None, help="a SynthFER folder for the paper protocol (tests)")
     args = parser.parse_args(argv)
 
-    from poster_lite.device import resolve_precision
+    from poster_lite.device import pick_device, resolve_precision
     from poster_lite.training.recipe import default_lr
 
     unknown = sorted(set(args.rows or []) - set(ROW_IDS))
@@ -194,7 +196,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown row(s) {unknown}; known: {', '.join(ROW_IDS)}")
     protocol, out = args.protocol, args.out or RESULTS[args.protocol]
     rows = [r for r in ROWS if not args.rows or r[0] in args.rows]
-    precision = resolve_precision(args.precision, "cpu" if not torch.cuda.is_available() else "cuda")
+    precision = resolve_precision(args.precision, pick_device(None))       # auto: bf16 where the CPU has it
     sam = (args.sam == "on") if args.sam else protocol == "paper"
     data = load_data(args, protocol)
     settings = {"protocol": protocol, "data": "synthfer" if args.data_root is None else str(args.data_root),
