@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test lint install notebooks tour book labs ablations zoo colab-check bench clean
+.PHONY: lab test lint install notebooks tour book labs ablations baselines zoo colab-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,10 +54,22 @@ book: $(STAMP)
 labs: $(STAMP)
 	$(PY) tools/make_labs.py
 
-# The nano-scale ablation grid of notebook 07 (about 45 minutes on 2 CPU cores, one seed);
-# rewrites poster_lite/shipped/ablations_nano.json. E.g. make ablations ABLATION_ARGS="--seeds 0 1".
+# The nano-scale ablation grid of notebook 07, resumable per (row, seed) (tools/ablations.py says
+# how): the frozen-feature protocol by default (poster_lite/shipped/ablations_nano_frozen.json),
+# ABLATION_ARGS="--protocol paper" for the paper's (ablations_nano_paper.json). Running time on
+# this 2-core CPU (measured 2026-11-30 under load 3-5, lock held, then extrapolated): the frozen
+# features once, 12 min; one frozen-feature row-seed with early stopping (cap 40 epochs) over 60 min
+# (image-only-nano seed 0 had not stopped after 64 min; the earlier fixed-8-epoch grid averaged 3.2
+# min per row-seed), so the 33 row-seeds of the full grid are many hours here; the paper protocol
+# 30 min an epoch (pl.train's estimate: 23.1 s per step x 78), 15 h per row-seed at its 30-epoch cap.
+# E.g. make ablations ABLATION_ARGS="--rows image-only-nano poster-nano-d4 --seeds 0 1 2".
 ablations: $(STAMP)
 	nice -n 10 $(PY) tools/ablations.py $(ABLATION_ARGS)
+
+# The plain baselines beside POSTER (small CNN, landmark MLP on true and predicted landmarks),
+# 3 seeds each with early stopping, resumable per (model, seed): poster_lite/shipped/baselines_nano.json.
+baselines: $(STAMP)
+	nice -n 10 $(PY) tools/baselines.py $(BASELINE_ARGS)
 
 # The trained models shipped in poster_lite/shipped/ (pretrain + train + export, about 30 minutes
 # on 2 CPU cores; each step skipped when cached). ZOO_ARGS="--export-only" converts the cached
