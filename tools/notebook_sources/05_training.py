@@ -96,7 +96,7 @@ print(f"SMOKE={SMOKE}")
 #
 # A one-dimensional landscape shows what that changes. It has a deep but narrow valley and a
 # shallower wide one. Plain descent is happy in either; under $L_{\mathrm{SAM}}$ the narrow
-# valley is no valley at all.
+# valley shrinks to a shallow notch, higher than the wide valley's floor.
 
 # %%
 def toy_loss(w):
@@ -118,13 +118,15 @@ fig, ax = plt.subplots(figsize=(8, 3.4), layout="constrained")
 ax.plot(w_grid, toy_loss(w_grid), label="training loss L(w)")
 ax.plot(w_grid, sam_objective, "--", label=rf"SAM's objective: max of L within $\rho$ = {rho_toy}")
 for w, name in [(sharp, "sharp minimum"), (flat, "flat minimum")]:
-    ax.annotate(name, (w, toy_loss(w)), xytext=(w, toy_loss(w) - 0.17), ha="center", fontsize=9,
+    # beside the sharp bottom (below it the label would run into the axis), below the flat one
+    ax.annotate(name, (w, toy_loss(w)), xytext=(w + 0.45, toy_loss(w)) if w == sharp else (w, toy_loss(w) - 0.17),
+                ha="left" if w == sharp else "center", va="center" if w == sharp else "baseline", fontsize=9,
                 arrowprops=dict(arrowstyle="->", color="grey"))
 ax.set_xlabel("a weight w")
 ax.set_ylabel("loss")
 ax.set_ylim(-0.05, 1.1)
 ax.legend(fontsize=8, loc="upper right")
-ax.set_title("SAM sees the sharp valley as a peak", fontsize=10)
+ax.set_title("Under SAM's objective the sharp valley is a shallow notch; the flat one stays deep", fontsize=10)
 fig.savefig(RUN_DIR / "sam_landscape.png", dpi=120)
 plt.show()
 
