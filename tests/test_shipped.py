@@ -36,11 +36,14 @@ def test_manifest_describes_every_shipped_file():
         "the suite's V1 models ship, and only models that tools/zoo.py makes"
     assert set(MANIFEST["backbones"]) == {"poster-nano"}
     entries = [*MANIFEST["models"].values(), *MANIFEST["backbones"].values()]
-    for entry in MANIFEST["models"].values():
+    for name, entry in MANIFEST["models"].items():
         for field in ("recipe", "command", "date", "dataset", "test_accuracy", "config", "classes"):
             assert field in entry, f"the manifest's {entry['file']} has no {field}"
         assert entry["dataset"]["fingerprint"] and entry["dataset"]["split"] == "test"
-        assert 0.3 < entry["test_accuracy"] <= 1.0, "a trained model, well above chance (1/7)"
+        # The V1 models the notebooks lean on must have learned. poster-v2-nano ships as the shared
+        # recipe left it, at chance (notebook 09, section 6, measures why), so 09 shows that in seconds.
+        floor = 0.3 if name in ("poster-nano", "image-only-nano") else 0.0
+        assert floor < entry["test_accuracy"] <= 1.0, f"{name}: a trained model, well above chance (1/7)"
     total = 0
     for entry in entries:
         data = (shipped.files() / entry["file"]).read_bytes()
@@ -229,10 +232,13 @@ def test_zoo_export_adds_a_model_and_leaves_the_other_shipped_files_byte_for_byt
     assert all(after[name] == before[name] for name in before), "an unchanged shipped file was rewritten"
     written = json.loads((folder / "manifest.json").read_text())
     assert written == out and set(written["models"]) == {"poster-nano", "image-only-nano", "poster-v2-nano"}
+    provenance = ("data", "exported", "git_commit")          # moved into each entry by the first per-model export
     for name in ("poster-nano", "image-only-nano"):
-        kept = {k: v for k, v in written["models"][name].items() if k not in ("data", "exported", "git_commit")}
-        assert kept == manifest["models"][name], f"{name}'s entry changed"
-        assert written["models"][name]["data"] == manifest["data"], "where it was trained is still said"
+        kept = {k: v for k, v in written["models"][name].items() if k not in provenance}
+        assert kept == {k: v for k, v in manifest["models"][name].items() if k not in provenance}, \
+            f"{name}'s entry changed"
+        assert written["models"][name]["data"] == manifest["models"][name].get("data", manifest["data"]), \
+            "where it was trained is still said"
     v2 = written["models"]["poster-v2-nano"]
     assert v2["test_accuracy"] == 0.5 and v2["history"] == [{"epoch": 1, "val_acc": 0.3}]
     assert v2["dataset"]["fingerprint"] == "f" * 16 and str(data) in v2["data"]
