@@ -913,7 +913,8 @@ if v1_reads and v1_average > v2_average + chance_bar:
 elif not v1_reads and not v2_reads:
     print(start + ": neither average carries the expression measurably at this sample size.")
 else:
-    print(start + ": V2 starts no worse than V1, so the start does not explain a gap.")
+    print(start + f": {v1_average - v2_average:+.1f} points apart, within the noise bar of {chance_bar:.1f}, so "
+          "how the tokens are averaged at the start does not explain the gap measured above.")
 if SMOKE:
     print("(SMOKE: a few dozen faces and a barely trained model; these numbers mean nothing.)")
 
@@ -991,4 +992,8 @@ if SMOKE:
 #    (`pl.train(..., epochs=20, patience=4)`) and, from its `history`, find the epoch at which
 #    its validation accuracy first leaves chance by more than the noise bar. Then rerun the
 #    read-out of section 6 on the *trained* model's tokens (`v2_model.tokens`) and on the
-#    class token itself (`v2_model.vit`): where has the expression gone?
+#    class token itself (`v2_model.vit`): where has the expression gone? A second suspect to
+#    test: in V2 the landmark stream reaches the tokens only through the cross-attention
+#    branch, which layer scale multiplies by `config.layer_scale_init` (1e-5) at the start,
+#    while V1 feeds its landmark tokens in directly. Compare `pl.build_model(MODEL,
+#    layer_scale_init=1.0)` trained for the same budget.
