@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 import poster_lite as pl
 from poster_lite.data.subset import Subset
 from poster_lite.data.transforms import eval_transform, train_transform
+from poster_lite.evaluation import Transformed
 from poster_lite.losses import LabelSmoothingCrossEntropy
 
 # The notebook's tolerance; in fp32 the two loops agree far more closely (about 1e-7: only the
@@ -26,18 +27,6 @@ TOLERANCE = 1e-4
 COMPARED = ["train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class WithTransform(Dataset):
-    def __init__(self, faces, transform):
-        self.faces, self.transform = faces, transform
-
-    def __len__(self):
-        return len(self.faces)
-
-    def __getitem__(self, i):
-        image, label = self.faces[i]
-        return self.transform(image), label
 
 
 def loss_of(logits, labels):
@@ -71,8 +60,8 @@ def loop_by_hand(model, train_faces, val_faces, epochs, batch_size, lr, seed=0):
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
-    train_data = WithTransform(train_faces, train_transform(model.config.input_size))
-    val_data = WithTransform(val_faces, eval_transform(model.config.input_size))
+    train_data = Transformed(train_faces, train_transform(model.config.input_size))
+    val_data = Transformed(val_faces, eval_transform(model.config.input_size))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     sam = pl.SAM(optimizer, rho=0.05)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.98)
