@@ -342,7 +342,7 @@ class SwapDepthExplorer(Explorer):
             blocks = f"{self.shipped['depth']} blocks" if self.shipped["depth"] else "its own depth"
             ax.scatter([], [], marker="D", s=22, color="#3182bd",
                        label=f"trained at that swap depth ({self.shipped['file']}: nano, {blocks},\n"
-                             f"frozen backbones, {self.shipped['n_test']} test faces)")
+                             f"frozen backbones, {self.shipped['n_test']} test faces, a mark per seed)")
         ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
         xs = list(range(trained.depth + 1)) + (list(self.shipped["accuracy"]) if self.shipped else [])
         ax.set_xticks(sorted(set(xs)))

@@ -225,6 +225,8 @@ def test_zoo_export_adds_a_model_and_leaves_the_other_shipped_files_byte_for_byt
     save_checkpoint(pl.build_model("poster-v2-nano"), cache / "poster-v2-nano" / "best",
                     meta={"classes": list(MANIFEST["models"]["poster-nano"]["classes"]), "epoch": 6})
     (cache / "poster-v2-nano" / "history.json").write_text(json.dumps([{"epoch": 1, "val_acc": 0.3}]))
+    (cache / "poster-v2-nano" / "results.json").write_text(json.dumps(
+        {"best_epoch": 1, "stopped_by": "patience", "patience": 4, "max_epochs": 30, "epochs_trained": 5}))
 
     out = zoo.export(data / "cache", data / "synthfer")
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "manifest.json"}
@@ -249,5 +251,10 @@ def test_zoo_export_adds_a_model_and_leaves_the_other_shipped_files_byte_for_byt
     assert len(after["poster-v2-nano.safetensors"]) < 4.5e6, "index tables the model computes are not shipped"
     loaded = shipped.load_model("poster-v2-nano")           # strict: the rebuilt tables fill the gap
     assert loaded.meta["metrics"]["test_accuracy"] == 0.5
+    # how the run ended travels with it, so every notebook can say whether the model converged
+    assert (v2["stopped_by"], v2["patience"], v2["max_epochs"], v2["epochs_trained"]) == ("patience", 4, 30, 5)
+    assert v2["recipe"]["epochs"] == 30 and v2["recipe"]["patience"] == 4
+    from poster_lite.evidence import shipped_model_convergence
+    assert shipped_model_convergence(loaded.meta)[0] == "patience"
     trained = pl.build_model("poster-v2-nano").state_dict()
     assert all(torch.equal(loaded.state_dict()[k], trained[k]) for k in v2["rebuilt_on_load"])

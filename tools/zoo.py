@@ -88,6 +88,15 @@ def training_history(run: Path) -> list:
     return json.loads(path.read_text()) if path.exists() else []
 
 
+def training_ending(run: Path) -> dict:
+    """How the run ended (results.json beside `best`): stopped_by ("patience": converged, or
+    "max_epochs"), patience, max_epochs, epochs_trained; {} for a run that recorded none."""
+    path = run / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    return {k: results[k] for k in ("stopped_by", "patience", "max_epochs", "epochs_trained")
+            if results.get(k) is not None}
+
+
 def rebuilt_buffers(config: dict, state: dict) -> list:
     """Keys of integer tables (more than one element) that a model built from `config` computes itself
     and that equal the trained ones: POSTER V2's window attention stores each window's relative-position
@@ -166,12 +175,14 @@ def export_model(name: str, best: Path, previous: dict, provenance: dict, test_s
     if not wrote and previous.get("sha256") == sha256(SHIPPED / file_name) and "test_accuracy" in previous:
         print(f"{file_name}: the cached {name} is the shipped one (file and entry unchanged)")
         return previous
+    ending = training_ending(best.parent)
     entry = {"file": file_name, "sha256": sha256(SHIPPED / file_name), "config": meta["config"],
              "classes": meta["classes"], "channel_order": meta.get("channel_order", "rgb"),
              **({"rebuilt_on_load": rebuilt} if rebuilt else {}),
              # the training run's own recipe (pl.training.Recipe fields), and what it ran on
              "recipe": {**meta.get("recipe", {"lr": default_lr(pl.make_config(name)), "sam": plan["sam"]}),
-                        "epochs": plan["epochs"], "train_images": "all SynthFER training faces",
+                        "epochs": ending.get("max_epochs", plan["epochs"]), "patience": ending.get("patience"),
+                        "train_images": "all SynthFER training faces",
                         "backbones": f"pretrained nano backbones (backbones-{BACKBONE_PRESET}.safetensors)",
                         "shipped_weights": "float16 (BatchNorm statistics float32)"},
              "batch_size": meta.get("batch_size", plan["batch_size"]), "training_precision": meta.get("precision"),
@@ -182,7 +193,7 @@ def export_model(name: str, best: Path, previous: dict, provenance: dict, test_s
              # validation metrics of the chosen epoch (a test score measured during training, in its
              # precision, is left out: test_accuracy below is the shipped file's)
              "metrics_at_training": {k: v for k, v in meta.get("metrics", {}).items() if not k.startswith("test")},
-             "history": training_history(best.parent)}
+             "history": training_history(best.parent), **ending}
     return entry
 
 

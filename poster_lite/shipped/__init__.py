@@ -10,7 +10,9 @@ notebooks need that takes long to make travels in the wheel, in this folder:
 - `backbones-poster-nano.safetensors`: the pretrained nano backbones (IR-50 identity net and
   MobileFaceNet landmark net) that the nano models start from, in the
   release's key layout (`ir50.` and `mobilefacenet.` prefixes);
-- `ablations_nano.json`: notebook 07's grid (`make ablations` rewrites it).
+- `ablations_nano_frozen.json` and `ablations_nano_paper.json`: notebook 07's early-stopped
+  grids (frozen-feature and paper protocol, `make ablations` adds rows and seeds to them);
+  `ablations_nano.json`: the earlier grid (a fixed 8 epochs, no early stopping), kept for comparison.
 
 `make zoo` (tools/zoo.py) regenerates the models and the manifest. The accuracy in the
 manifest is that of the shipped (half-precision) weights, measured in float32 on the
@@ -26,7 +28,8 @@ from importlib import resources
 from ..errors import UserError
 
 MANIFEST = "manifest.json"
-ABLATIONS = "ablations_nano.json"
+ABLATIONS = "ablations_nano.json"                  # the earlier grid: a fixed 8 epochs, not converged
+EARLY_STOPPED_GRID = "ablations_nano_frozen.json"  # tools/ablations.py, early stopping, 3 seeds per row
 BACKBONE_PREFIXES = {"ir50.pth": "ir50.", "mobilefacenet_model_best.pth.tar": "mobilefacenet."}
 
 
@@ -41,13 +44,18 @@ def manifest() -> dict:
     return json.loads(entry.read_text(encoding="utf-8")) if entry.is_file() else {}
 
 
-def ablation_results_file():
-    """The shipped ablation grid of notebook 07 (`make ablations` writes it here)."""
+def ablation_results_file(early_stopped: bool = True):
+    """The shipped ablation grid of notebook 07: the early-stopped frozen-feature grid when it
+    has trained rows (and `early_stopped`), else the earlier fixed-epoch one."""
+    entry = files() / EARLY_STOPPED_GRID
+    if early_stopped and entry.is_file() and json.loads(entry.read_text(encoding="utf-8")).get("runs"):
+        return entry
     return files() / ABLATIONS
 
 
 def ablation_results() -> dict:
-    entry = ablation_results_file()
+    """The earlier, fixed-epoch grid (ablations_nano.json)."""
+    entry = ablation_results_file(early_stopped=False)
     if not entry.is_file():
         raise UserError(f"the ablation grid {ABLATIONS} is not in this poster-lite ({files()}): "
                         "`make ablations` in a clone of the repository makes it")
@@ -78,7 +86,8 @@ def load_model(name: str, device=None):
 
     meta: classes, channel_order, config, metrics (the chosen epoch's validation metrics and
     test_accuracy, the manifest's), source ("shipped"), recipe, epoch, batch_size, command, date,
-    dataset (its test split's fingerprint), history (the training run's per-epoch rows, for curves).
+    dataset (its test split's fingerprint), history (the training run's per-epoch rows, for curves)
+    and, for runs with early stopping, how the run ended (stopped_by, patience, max_epochs, epochs_trained).
     """
     from ..config import config_from_dict
     from ..models import build_model
@@ -106,7 +115,8 @@ def load_model(name: str, device=None):
         metrics["test_accuracy"] = entry["test_accuracy"]
     model.meta = {"classes": list(entry["classes"]), "channel_order": entry["channel_order"],
                   "config": entry["config"], "source": "shipped", "metrics": metrics,
-                  **{k: entry[k] for k in ("recipe", "epoch", "batch_size", "command", "date", "dataset", "history")
+                  **{k: entry[k] for k in ("recipe", "epoch", "batch_size", "command", "date", "dataset", "history",
+                                              "stopped_by", "patience", "max_epochs", "epochs_trained")
                      if k in entry}}
     if device is not None:
         model.to(device)

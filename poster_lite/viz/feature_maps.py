@@ -96,7 +96,7 @@ def plot_token_sources(model, image, token: int = 24, channel_order=None, save=N
                           fontsize=8)
     axes[0, 1].set_xlabel("channel (grey: cells outside the token's run)")
     axes[0, 1].set_title(f"official: token {token + 1} = {4 * channels} numbers in memory order:\n"
-                         f"whole maps of channels {sources[0]}..{sources[-1]}, no place on the face", fontsize=9)
+                         f"parts of the maps of channels {sources[0]}..{sources[-1]}, no place on the face", fontsize=9)
     axes[0, 2].imshow(run.reshape(channels, cells), cmap="Oranges", aspect="auto", interpolation="nearest")
     axes[0, 2].set_xlabel(f"position (0..{cells - 1})")
     axes[0, 2].set_ylabel("channel")

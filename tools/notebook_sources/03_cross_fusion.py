@@ -614,8 +614,9 @@ plt.show()
 # the rewired model (block 0, level 0 over the face, the rest by token index), its class
 # probabilities on this face beside those of the model as trained, and its accuracy on test
 # faces at every swap depth (each scored once and kept), beside the accuracy of models
-# *trained* at that swap depth in the shipped ablation grid of notebook 07
-# (`poster_lite/shipped/ablations_nano.json`; those have 4 blocks and frozen backbones). Where
+# *trained* at that swap depth in the shipped ablation grid of notebook 07 (the early-stopped
+# frozen-feature grid, `ablations_nano_frozen.json`, once it has rows, else the earlier fixed-epoch
+# `ablations_nano.json`; the printout names the file. Those models have 4 blocks and frozen backbones). Where
 # widgets cannot render, the cell shows a picture of the current setting.
 
 # %%

@@ -438,7 +438,7 @@ def fixed_budget_table4() -> str:
     """Table 4 in the earlier grid (ablations_nano.json: a fixed 8 epochs, no early stopping), for comparison."""
     from poster_lite.shipped import ablation_results_file
 
-    path = ablation_results_file()
+    path = ablation_results_file(early_stopped=False)
     if not path.is_file():
         return ""
     earlier = json.loads(path.read_text())
