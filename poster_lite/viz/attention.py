@@ -38,7 +38,7 @@ from .faces import GRID, draw_token_grid
 CMAP = "magma"
 UNIFORM = 1 / 50                 # each of 50 keys when attention is spread evenly
 MIXED = "mixed tokens: not a map of the face"
-CHANNEL_SLABS = ("not a map of the face: image tokens are slabs of whole\n"
+CHANNEL_SLABS = ("not a map of the face: image tokens are runs through the\n"
                  "channel maps (image_tokens=\"official\"), not grid cells")
 STEP_WORDS = {
     "down": "the level is made by Conv1d(T, T, r, stride r) over the token axis",

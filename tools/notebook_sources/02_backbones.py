@@ -718,8 +718,8 @@ fig
 # map): the token is a handful of feature maps over the whole face, not a place on the face. A spatial reading, **space-to-depth**, takes the
 # 2 × 2 patch of cell $i$ and stacks its four positions' channels: same shape, $49 \times 4C$, but
 # token $i$ now *is* a place. The released weights were trained with the reshape, so `poster_lite`
-# keeps it by default (`image_tokens="official"`) and offers `"spatial"` as an option (notebook
-# 06 compares the attention maps). Where token 25 comes from in each reading:
+# keeps it by default (`image_tokens="official"`) and offers `"spatial"` as an option (exercise 5
+# of notebook 03 trains one and draws its attention). Where token 25 comes from in each reading:
 
 # %%
 fig = pl.viz.plot_token_sources(model, face, token=24, save=RUN_DIR / "token_sources.png")
