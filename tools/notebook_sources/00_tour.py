@@ -182,7 +182,7 @@ print(f"MobileFaceNet gives {config.landmark_channels} x 7 x 7: landmark token i
 # `pl.trained_model(...)` returns a `poster-nano` trained on SynthFER's training split: its
 # backbones pretrained (notebook 02), then trained with the paper's loss and optimiser (SAM
 # around Adam, cross-entropy plus label-smoothed cross-entropy) but **not** the paper's recipe: a
-# much larger learning rate and a few epochs instead of hundreds, so that a CPU manages it
+# much larger learning rate and tens of epochs at most (early stopping ends the run) instead of hundreds, so that a CPU manages it
 # (the cell prints what it used; notebook 05 explains both choices). poster-lite ships this
 # model (`poster_lite/shipped/`, with a manifest of its recipe, data and test accuracy), so the
 # call returns it in a second, even on a fresh Colab runtime. To train it yourself instead, with

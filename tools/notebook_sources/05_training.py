@@ -355,19 +355,23 @@ plt.show()
 # The release trains with Adam at a learning rate of $4\times10^{-5}$ and multiplies it by
 # $\gamma = 0.98$ after every epoch (`ExponentialLR`): after $t$ epochs the rate is
 # $\mathrm{lr}_0\,\gamma^t$, so over the release's 300 epochs it falls by the factor
-# $0.98^{300}$ (the cell computes it). Our nano model trains for a few epochs only. Its
+# $0.98^{300}$ (the cell computes it). Our nano model trains for tens of epochs at most: early
+# stopping ends its run once validation accuracy has not improved for a few epochs (section 6),
+# and the cell uses the number of epochs the shipped run took. Its
 # backbones are pretrained (notebook 02) but its transformer starts from random weights, and
 # it starts at a higher rate, $10^{-3}$ (`NANO_LR`): with Adam each weight moves by about the
 # learning rate per step, and $4\times10^{-5}$ times a few hundred steps moves a freshly
 # initialised weight far less than its initial spread (docs/training.md, "Why lr 1e-3 for
-# nano"). Its schedule has hardly begun when training ends. The plot draws both with the
-# engine's own scheduler.
+# nano"). So over the nano run the rate falls by the factor printed below, far less than over
+# the release's 300 epochs. The plot draws both with the engine's own scheduler.
 
 # %%
 from poster_lite.model_cache import RUN_SETTINGS
 from poster_lite.training.recipe import Recipe, make_schedule
 
-nano_epochs = RUN_SETTINGS["smoke" if SMOKE else "default"]["epochs"]
+# the epochs the shipped poster-nano trained (its manifest's history), else the default cap
+shipped_history = pl.shipped.manifest().get("models", {}).get("poster-nano", {}).get("history", [])
+nano_epochs = RUN_SETTINGS["smoke"]["epochs"] if SMOKE else len(shipped_history) or RUN_SETTINGS["default"]["epochs"]
 
 
 def learning_rates(lr, epochs):
@@ -777,6 +781,14 @@ shipped_run = model.meta.get("source") == "shipped"
 print(f"the run: {record}")
 print(f"{len(history)} epoch(s); best validation epoch {best_epoch}; test accuracy of that epoch's weights "
       f"{test_accuracy:.1%}")
+# how the run ended: the manifest (shipped) or results.json (trained here) records it
+ended = model.meta if shipped_run else json.loads((folder / "results.json").read_text())
+if ended.get("stopped_by") == "patience":
+    print(f"stopped by early stopping: no better validation accuracy for {ended['patience']} epochs (converged; "
+          f"cap {ended.get('max_epochs')})")
+else:
+    print(f"stopped by the cap of {len(history)} epochs: NOT converged"
+          + (" (best epoch = last: still improving)" if best_epoch == len(history) else ""))
 history.round(4)
 
 # %% [markdown]
