@@ -113,3 +113,41 @@ def test_other_settings_are_refused_unless_fresh(features_file, tmp_path):
     refused = subprocess.run(other, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "other settings (max_epochs)" in refused.stderr
     assert out.read_text() == kept                    # nothing lost
+
+
+def test_seeds_run_apart_merge_into_one_grid(features_file, tmp_path):
+    """Seeds trained in two processes, each into its own file, merge into the grid one process makes;
+    a file with other settings is refused and changes nothing."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def run(out, seeds, *extra):
+        command = _command(features_file, out)
+        command[command.index("--rows") + 1:command.index("--seeds")] = ["image-only-nano", "poster-nano-d4"]
+        command[command.index("--seeds") + 1:command.index("--target-seeds")] = seeds
+        done = subprocess.run(command + list(extra), env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    run(tmp_path / "seed0.json", ["0"])
+    run(tmp_path / "seed1.json", ["1"])
+    run(tmp_path / "both.json", ["0", "1"])
+    merged = tmp_path / "seed0.json"
+    run(merged, ["0"], "--merge", str(tmp_path / "seed1.json"))
+    result, straight = json.loads(merged.read_text()), json.loads((tmp_path / "both.json").read_text())
+    assert [_key(r) for r in result["runs"]] == [_key(r) for r in straight["runs"]]
+    for a, b in zip(result["runs"], straight["runs"]):
+        assert _comparable(a) == _comparable(b)
+    assert result["rows"]["poster-nano-d4"]["seeds"] == [0, 1]
+    assert result["differences_vs_full_model"]["image-only-nano"]["seeds"] == [0, 1]
+    assert result["merged_from"][0]["runs_added"] == 2
+
+    again = run(merged, ["0"], "--merge", str(tmp_path / "seed1.json"))     # merging twice adds nothing
+    assert "0 (row, seed) pair(s) added" in again.stdout
+    other = json.loads((tmp_path / "seed1.json").read_text())
+    other["settings"]["max_epochs"] = 9
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    kept = merged.read_text()
+    command = _command(features_file, merged) + ["--merge", str(tmp_path / "other.json")]
+    refused = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "other settings" in refused.stderr and "max_epochs" in refused.stderr
+    assert merged.read_text() == kept

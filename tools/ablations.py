@@ -30,7 +30,9 @@ moment loses only the pair it was training. The file also holds, per row, the se
 spread and stopped_by, the paired difference to the full model (poster-nano-d4) with a 95 %
 interval over seeds and test faces and its verdict (poster_lite/evidence.py), the measured time
 per (row, seed) and what is missing from the full grid (every row x --target-seeds).
-Other settings than the file's are refused (--fresh starts the file over).
+Other settings than the file's are refused (--fresh starts the file over). Seeds can run at the same
+time in separate processes (or machines), each with its own --out, and be joined afterwards with
+--merge FILE ... (same settings required; a (row, seed) in two files must be the same run).
 """
 from __future__ import annotations
 
@@ -186,7 +188,12 @@ def main(argv=None) -> int:
     parser.add_argument("--fresh", action="store_true", help="start the file over when its settings differ")
     parser.add_argument("--features", type=Path, default=None, help="a features file instead of the cache (tests)")
     parser.add_argument("--data-root", default=None, help="a SynthFER folder for the paper protocol (tests)")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="FILE",
+                        help="add the (row, seed) pairs of these results files (same protocol and settings, e.g. "
+                             "other seeds run at the same time with --out) to the protocol's file, then stop")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge_files(args.out or RESULTS[args.protocol], args.merge, parser)
 
     from poster_lite.device import pick_device, resolve_precision
     from poster_lite.training.recipe import default_lr
@@ -257,6 +264,46 @@ def main(argv=None) -> int:
     summarise(payload)
     write_json_atomically(out, payload)
     t = payload["time"]
+    print(f"wrote {out}: {t['row_seeds_done']} (row, seed) pairs, {t['row_seeds_missing']} missing of the full grid")
+    return 0
+
+
+def merge_files(out: Path, others: list, parser) -> int:
+    """Merge the runs of `others` into `out` (made if absent): the same protocol and settings are
+    required, a (row, seed) present in both must be the same run (same test answers), and `out`
+    is rewritten atomically only when everything fits, so a refused merge changes nothing."""
+    files = ([out] if out.exists() else []) + list(others)
+    for path in files:
+        if not Path(path).is_file():
+            parser.error(f"no results file {path}")
+    payloads = [json.loads(Path(path).read_text()) for path in files]
+    merged = payloads[0]
+    for path, payload in zip(files[1:], payloads[1:]):
+        if payload.get("settings") != merged.get("settings"):
+            changed = sorted(k for k in set(payload.get("settings", {})) | set(merged.get("settings", {}))
+                             if payload.get("settings", {}).get(k) != merged.get("settings", {}).get(k))
+            parser.error(f"{path} was made with other settings than {files[0]} ({', '.join(changed)}); "
+                         "only grids of the same protocol and settings can be merged")
+        have = {(r["row"], r["seed"]): r for r in merged["runs"]}
+        added = 0
+        for run in payload["runs"]:
+            key = (run["row"], run["seed"])
+            if key in have:
+                if have[key]["test_correct"] != run["test_correct"]:
+                    parser.error(f"{key[0]} seed {key[1]} is in both {files[0]} and {path} with different results; "
+                                 "keep one of them")
+                continue
+            merged["runs"].append(run)
+            added += 1
+        merged["target_seeds"] = sorted(set(merged.get("target_seeds", [])) | set(payload.get("target_seeds", [])))
+        merged.setdefault("merged_from", []).append({"file": Path(path).name, "machine": payload.get("machine"),
+                                                     "git_commit": payload.get("git_commit"), "runs_added": added})
+        print(f"{path}: {added} (row, seed) pair(s) added, {len(payload['runs']) - added} already in {files[0]}")
+    order = {row_id: i for i, row_id in enumerate(ROW_IDS)}
+    merged["runs"].sort(key=lambda r: (r["seed"], order.get(r["row"], len(order))))
+    summarise(merged)
+    write_json_atomically(out, merged)
+    t = merged["time"]
     print(f"wrote {out}: {t['row_seeds_done']} (row, seed) pairs, {t['row_seeds_missing']} missing of the full grid")
     return 0
 

@@ -64,7 +64,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 
 import poster_lite as pl
-from poster_lite import lab_checks
+from poster_lite import evidence, lab_checks
 
 # Seed, device ("auto": a GPU if there is one) and runs/09_poster_v2/ for this notebook's figures and results.
 device, ROOT, RUN_DIR = pl.notebook.setup("09_poster_v2", DEVICE, seed=0)
@@ -712,7 +712,9 @@ from poster_lite.model_cache import RUN_SETTINGS
 v1_model = pl.trained_model(BASELINE, smoke=bool(SMOKE), device=device).eval()
 trained = {BASELINE: v1_model, MODEL: v2_model}
 print("recipe and budget:", RUN_SETTINGS["smoke" if SMOKE else "default"])
-print(pd.DataFrame({name: {"epoch chosen": m.meta.get("epoch"), "batch": m.meta.get("batch_size"),
+print(pd.DataFrame({name: {"epoch chosen": m.meta.get("epoch"), "epochs trained": len(m.meta.get("history") or []) or "-",
+                           "ended by": evidence.shipped_model_convergence(m.meta)[0] or "the cap (fixed epochs)",
+                           "batch": m.meta.get("batch_size"),
                            "lr": m.meta.get("recipe", {}).get("lr"), "SAM": m.meta.get("recipe", {}).get("sam"),
                            "source": m.meta.get("source", "trained here"), "made by": m.meta.get("command", "-")}
                     for name, m in trained.items()}).T.to_string())
