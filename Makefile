@@ -57,11 +57,13 @@ labs: $(STAMP)
 # The nano-scale ablation grid of notebook 07, resumable per (row, seed) (tools/ablations.py says
 # how): the frozen-feature protocol by default (poster_lite/shipped/ablations_nano_frozen.json),
 # ABLATION_ARGS="--protocol paper" for the paper's (ablations_nano_paper.json). Running time on
-# this 2-core CPU (measured 2026-11-30 under load 3-5, lock held, then extrapolated): the frozen
-# features once, 12 min; one frozen-feature row-seed with early stopping (cap 40 epochs) over 60 min
-# (image-only-nano seed 0 had not stopped after 64 min; the earlier fixed-8-epoch grid averaged 3.2
-# min per row-seed), so the 33 row-seeds of the full grid are many hours here; the paper protocol
-# 30 min an epoch (pl.train's estimate: 23.1 s per step x 78), 15 h per row-seed at its 30-epoch cap.
+# this 2-core CPU (AMD EPYC, AVX512-BF16; measured 2026-11-30, one thread per process, three
+# trainings sharing the two cores): the frozen features once, 1.6 min idle, 12 under load (cached);
+# one frozen-feature row-seed with early stopping 6 to 16 min (355-960 s, 9-16 epochs), so
+# Tables 4 and 2 with 3 seeds (15 row-seeds) take about 2.5 h in one process and the full grid
+# (33) about 5.5 h; seeds can run in parallel processes, each with --out, joined with --merge.
+# The paper protocol: 30 min an epoch (pl.train's estimate under load 4: 23.1 s per step x 78),
+# hours per row-seed: a GPU job.
 # E.g. make ablations ABLATION_ARGS="--rows image-only-nano poster-nano-d4 --seeds 0 1 2".
 ablations: $(STAMP)
 	nice -n 10 $(PY) tools/ablations.py $(ABLATION_ARGS)

@@ -335,7 +335,7 @@ sizes
 # | **06 Evaluation** | accuracy and mean class accuracy, confusion matrices, attention maps, Grad-CAM, embeddings, mistakes |
 # | **07 Ablations** | the paper's ablations (pyramid levels, swap depth, depth, image-only) at nano scale, beside the paper's numbers |
 # | **08 Your data** | real data set layouts and checks, the authors' checkpoints and the BGR detail, predicting on your own photos |
-# | **09 POSTER V2** | POSTER's successor: window cross-attention and multi-scale tokens built by hand, V1 against V2 trained alike at nano scale |
+# | **09 POSTER V2** | POSTER's successor: window cross-attention and multi-scale tokens built by hand, V1 against V2 at nano scale with one recipe |
 #
 # Notebooks 01 to 04 build the model, 05 to 07 train and study it, 08 takes it to real data,
 # 09 to its successor.

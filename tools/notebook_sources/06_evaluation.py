@@ -439,7 +439,7 @@ print(f"HEADLINE: {MODEL} {poster_acc:.1%} vs {BASELINE} {baseline_acc:.1%} test
 #   more here than on real photos, *if* the landmark network was pretrained (notebook 02);
 #   trained from scratch with the rest, it is just a second small CNN, frozen at its random
 #   initialisation, and adds little.
-# - Two nano models trained for a few epochs also differ through their random seeds; a single
+# - Two nano models trained once each also differ through their random seeds; a single
 #   pair of runs is one sample. Notebook 07 measures the seed-to-seed spread of such comparisons.
 # - The balanced SynthFER test set has no rare classes, so the mAcc gap that matters on RAF-DB
 #   (fear, disgust) cannot appear here.
