@@ -59,8 +59,13 @@ def test_shipped_models_load_as_their_family_with_their_history():
         assert type(shipped.load_model(name)).__name__ == family
     for name in MODELS:
         entry = MANIFEST["models"][name]
-        assert [row["epoch"] for row in entry["history"]] == list(range(1, entry["recipe"]["epochs"] + 1)), \
+        trained = entry.get("epochs_trained", entry["recipe"]["epochs"])     # early stopping: fewer than the cap
+        assert trained <= entry["recipe"]["epochs"]
+        assert [row["epoch"] for row in entry["history"]] == list(range(1, trained + 1)), \
             f"{name}: one history row per epoch (notebook 05 draws the curves from it)"
+        if entry.get("stopped_by") == "patience":       # converged: the best epoch is `patience` before the end
+            assert entry["epoch"] == trained - entry["patience"], name
+            assert max(r["val_acc"] for r in entry["history"]) == entry["history"][entry["epoch"] - 1]["val_acc"]
 
 
 def test_a_shipped_model_may_be_fine_tuned_and_loads_without_the_training_code():

@@ -118,12 +118,21 @@ def torch_equal(a, b) -> bool:
 def write_if_changed(tensors: dict, path: Path, metadata: dict) -> bool:
     """Write the safetensors file unless the same bytes are already there (then its date and the
     manifest entry that describes it stay as they are). Returns whether it wrote."""
+    import torch
+    from safetensors import safe_open
     from safetensors.torch import save
 
     from poster_lite.checkpoint import atomic_write
-    blob = save(tensors, metadata={k: str(v) for k, v in metadata.items()})
-    if path.exists() and path.read_bytes() == blob:
-        return False
+    metadata = {k: str(v) for k, v in metadata.items()}
+    blob = save(tensors, metadata=metadata)
+    if path.exists():
+        # Compared by content, not bytes: safetensors may order the metadata differently run to run.
+        with safe_open(str(path), "pt") as shipped_file:
+            same = (shipped_file.metadata() or {}) == metadata and set(shipped_file.keys()) == set(tensors) and all(
+                shipped_file.get_tensor(k).dtype == v.dtype and torch.equal(shipped_file.get_tensor(k), v)
+                for k, v in tensors.items())
+        if same:
+            return False
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
     return True
 
