@@ -21,8 +21,9 @@
 #
 # Time: about one lab hour with the exercises. The small trained model ships with poster-lite,
 # so it loads in seconds even on a fresh machine or Colab runtime; training it yourself
-# (`retrain=True`, section 3) takes 2.2 minutes for its backbones and 12.8 for the model on an
-# idle 2-core machine, as the README reports.
+# (`retrain=True`, section 3) takes 2.2 minutes for its backbones on an idle 2-core machine and,
+# with early stopping, 105 minutes for the model (28 epochs, on 2 cores shared with other work),
+# as the README reports.
 
 # %% tags=["parameters"]
 # Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).
@@ -186,7 +187,8 @@ print(f"MobileFaceNet gives {config.landmark_channels} x 7 x 7: landmark token i
 # (the cell prints what it used; notebook 05 explains both choices). poster-lite ships this
 # model (`poster_lite/shipped/`, with a manifest of its recipe, data and test accuracy), so the
 # call returns it in a second, even on a fresh Colab runtime. To train it yourself instead, with
-# progress bars (about 13 minutes on a 2-core CPU; the README lists the measured times), call
+# progress bars (until validation accuracy stops improving: 28 epochs, 105 minutes on a 2-core CPU
+# shared with other work, as the README reports), call
 # `pl.trained_model(MODEL, retrain=True)`: the result is cached under `data/cache/models/` and
 # from then on every notebook loads yours.
 # SynthFER's test split is made of **people the model never saw** in training, so its test

@@ -20,8 +20,8 @@
 #
 # Time: about one lab hour. On a laptop CPU the notebook runs in minutes: the suite's small
 # trained model ships with poster-lite and loads in seconds (training it yourself,
-# `pl.trained_model(MODEL, retrain=True)`, takes 2.2 minutes for the backbones and 12.8 for the
-# model on an idle 2-core machine, as the README reports).
+# `pl.trained_model(MODEL, retrain=True)`, takes 2.2 minutes for the backbones on an idle 2-core
+# machine and, with early stopping, 105 minutes for the model, as the README reports).
 # With a GPU, `MODEL = "poster-l"` shows the paper-size model instead, or pass the
 # authors' weights as `CHECKPOINT`.
 

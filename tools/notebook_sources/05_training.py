@@ -31,15 +31,16 @@
 # and `LOOP_FACES` makes it longer),
 # section 6 draws the curves that the suite's shipped nano model recorded while it trained,
 # and section 8 trains three short runs on a small subset. Every training cell prints how long
-# it took here. To train the nano model yourself in section 6, set `RETRAIN = True` (12.8
-# minutes on an idle 2-core machine, as docs/training.md reports). Section 7 needs a GPU.
+# it took here. To train the nano model yourself in section 6, set `RETRAIN = True` (until
+# validation accuracy stops improving: the shipped run took 28 epochs, 105 minutes on a 2-core
+# CPU shared with other work, as docs/training.md reports). Section 7 needs a GPU.
 
 # %% tags=["parameters"]
 # Parameters: papermill and `make tour` override these (tools/tour.py -p NAME=VALUE).
 SMOKE = 0                # 1: the quickest run that still touches every cell (what the tests run)
 DEVICE = "auto"          # "auto" (a GPU if there is one), "cpu" or "cuda"
 DATA = "synthfer"        # section 7 (GPU): "synthfer" (a larger SynthFER), or a real set ("raf-db", "affectnet-7", ...)
-RETRAIN = False          # section 6: True trains poster-nano here (minutes) instead of reading the shipped run's history
+RETRAIN = False          # section 6: True trains poster-nano here (about an hour or more) instead of reading the shipped run's history
 LOOP_FACES = 72          # section 5: training faces of the loop by hand, 3 epochs in batches of 12 (960: 240 steps)
 MODEL = "poster-t"       # section 7 (GPU): the paper's model to train, "poster-t", "poster-s" or "poster-l"
 GPU_EPOCHS = 30          # section 7: epochs (the release trains 300)
@@ -739,12 +740,14 @@ print(f"{len(switches)} attention modules; largest logit difference, fused vs ex
 # weights **once** on the test set.
 #
 # The suite's nano model was trained that way, by `pl.trained_model("poster-nano",
-# retrain=True)`: the default recipe for 6 epochs on all of SynthFER's training faces. It ships
+# retrain=True)`: the default recipe on all of SynthFER's training faces until validation
+# accuracy had not improved for 4 epochs (early stopping, at most 30; the cell prints how the
+# run ended). It ships
 # with poster-lite together with the history of that run (one row per epoch, in
 # `poster_lite/shipped/manifest.json`), so by default this section reads the run instead of
-# repeating it. To train it yourself, set `RETRAIN = True` in the parameters cell (12.8 minutes
-# on an idle 2-core machine, docs/training.md; a progress bar estimates the time once it has
-# timed the first steps). The run is written into the suite's model cache,
+# repeating it. To train it yourself, set `RETRAIN = True` in the parameters cell (the shipped
+# run: 28 epochs, 105 minutes on a 2-core CPU shared with other work, docs/training.md; a
+# progress bar estimates the time once it has timed the first steps). The run is written into the suite's model cache,
 # `poster_lite.model_cache.model_dir("poster-nano")`: its `history.csv` and `results.json`, and
 # the weights, which every notebook then loads instead of the shipped ones (a model trained
 # here before, by this notebook or `pl.trained_model(..., retrain=True)`, is read from there
