@@ -197,7 +197,8 @@ print(f"MobileFaceNet gives {config.landmark_channels} x 7 x 7: landmark token i
 # %%
 model = pl.trained_model(MODEL, smoke=bool(SMOKE), device=device)
 print("trained on:", model.meta.get("classes"), "| channel order:", model.meta.get("channel_order"),
-      "| best epoch:", model.meta.get("epoch"))
+      "| best epoch:", model.meta.get("epoch"),
+      f"of {model.meta['epochs_trained']} (stopped by {model.meta['stopped_by']})" if model.meta.get("stopped_by") else "")
 if model.meta.get("source") == "shipped":     # poster_lite/shipped/manifest.json: how it was made and scored
     print(f"shipped with poster-lite, made {model.meta['date'][:10]} by {model.meta['command']}; manifest: test "
           f"accuracy {model.meta['metrics']['test_accuracy']:.1%} (SynthFER test split {model.meta['dataset']['fingerprint']})")
@@ -309,8 +310,8 @@ except NotImplementedError:
 # %% [markdown]
 # The model above is small on purpose. The diagram of section 2 holds for every size: the
 # paper's POSTER (`poster-l`) reads $224 \times 224$ faces with 8 pyramid blocks at sizes
-# 512/256/128; the suite's `poster-nano` keeps every element but shrinks the widths so that it
-# trains on a CPU in minutes. The numbers below are
+# 512/256/128; the suite's `poster-nano` keeps every element but shrinks the widths so that a
+# CPU can train it (the README gives the time). The numbers below are
 # counted from the models themselves (notebook 04 reproduces the paper's tables).
 
 # %%
