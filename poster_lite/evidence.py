@@ -151,6 +151,8 @@ def shipped_model_convergence(meta: dict) -> tuple:
     best, epochs = meta.get("epoch"), len(history) or (meta.get("recipe") or {}).get("epochs")
     if stopped:
         return stopped, f"stopped by {stopped} after {epochs} epochs (best epoch {best})"
+    if not epochs:
+        return None, f"best epoch {best}; how the run ended is not recorded"
     still = " = last: still improving" if best is not None and best == epochs else ""
     return None, f"fixed {epochs} epochs, best epoch {best}{still} (no early stopping)"
 

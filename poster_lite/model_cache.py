@@ -89,7 +89,7 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
     if can_ship and (smoke or source == "shipped"):
         return shipped.load_model(name, device=device)
     if (folder / "best").exists() and not retrain:
-        return load_checkpoint(folder / "best", device=device)
+        return _with_run_record(load_checkpoint(folder / "best", device=device), folder)
     if can_ship:
         return shipped.load_model(name, device=device)
     # Training from here on (imported only now: loading a model needs none of it).
@@ -115,4 +115,17 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
           out_dir=folder,
           device=device, test_set=test_set, progress=progress, lr=default_lr(config), sam=plan["sam"],
           overwrite=True, allow_random_landmarks=backbones == "none" or smoke)   # asked for, or a smoke run
-    return load_checkpoint(folder / "best", device=device)
+    return _with_run_record(load_checkpoint(folder / "best", device=device), folder)
+
+
+def _with_run_record(model, folder: Path):
+    """`model.meta` gains what a shipped model's meta carries: the run's per-epoch history
+    (history.json) and how it ended (results.json: stopped_by, patience, max_epochs, epochs_trained)."""
+    history, results = folder / "history.json", folder / "results.json"
+    if history.exists():
+        model.meta["history"] = json.loads(history.read_text())
+    if results.exists():
+        ended = json.loads(results.read_text())
+        model.meta.update({k: ended[k] for k in ("stopped_by", "patience", "max_epochs", "epochs_trained")
+                           if ended.get(k) is not None})
+    return model

@@ -112,3 +112,23 @@ def test_evidence_rows_put_baselines_beside_models_and_name_the_missing():
     assert {r["model"] for r in missing} == {"small CNN (images, 0.14M params)",
                                              "landmark MLP (frozen MobileFaceNet's landmarks)"}
     assert all(r["convergence"].startswith("missing") for r in missing) and rows[-1]["seeds"] == 0
+
+
+def test_convergence_of_a_model_trained_here_comes_from_its_run_folder(tmp_path):
+    """A model loaded from the cache carries its run's history and ending like a shipped one."""
+    import json
+
+    import torch
+
+    from poster_lite.evidence import shipped_model_convergence
+    from poster_lite.model_cache import _with_run_record
+
+    model = torch.nn.Linear(1, 1)
+    model.meta = {"epoch": 3}
+    assert shipped_model_convergence(model.meta)[1] == "best epoch 3; how the run ended is not recorded"
+    (tmp_path / "history.json").write_text(json.dumps([{"epoch": e, "val_acc": 0.1 * e} for e in range(1, 8)]))
+    (tmp_path / "results.json").write_text(json.dumps(
+        {"best_epoch": 3, "stopped_by": "patience", "patience": 4, "max_epochs": 30, "epochs_trained": 7}))
+    meta = _with_run_record(model, tmp_path).meta
+    assert len(meta["history"]) == 7 and meta["patience"] == 4
+    assert shipped_model_convergence(meta) == ("patience", "stopped by patience after 7 epochs (best epoch 3)")
