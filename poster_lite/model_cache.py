@@ -118,14 +118,20 @@ def trained_model(name: str = "poster-nano", smoke: bool = False, backbones: str
     return _with_run_record(load_checkpoint(folder / "best", device=device), folder)
 
 
-def _with_run_record(model, folder: Path):
-    """`model.meta` gains what a shipped model's meta carries: the run's per-epoch history
-    (history.json) and how it ended (results.json: stopped_by, patience, max_epochs, epochs_trained)."""
+# How a run ended, as results.json records it (pl.train) and the shipped manifest repeats it.
+RUN_ENDING = ("stopped_by", "patience", "max_epochs", "epochs_trained")
+
+
+def run_record(folder: Path) -> dict:
+    """What a training run's folder says about the run: its per-epoch "history" (history.json;
+    notebook 05 draws curves from it) and how it ended (results.json, the RUN_ENDING fields)."""
     history, results = folder / "history.json", folder / "results.json"
-    if history.exists():
-        model.meta["history"] = json.loads(history.read_text())
-    if results.exists():
-        ended = json.loads(results.read_text())
-        model.meta.update({k: ended[k] for k in ("stopped_by", "patience", "max_epochs", "epochs_trained")
-                           if ended.get(k) is not None})
+    record = {"history": json.loads(history.read_text())} if history.exists() else {}
+    ended = json.loads(results.read_text()) if results.exists() else {}
+    return {**record, **{k: ended[k] for k in RUN_ENDING if ended.get(k) is not None}}
+
+
+def _with_run_record(model, folder: Path):
+    """`model.meta` gains what a shipped model's meta carries: the run's history and how it ended."""
+    model.meta.update(run_record(folder))
     return model

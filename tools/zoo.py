@@ -81,22 +81,6 @@ def shipped_accuracy(name: str, test_set) -> float:
     return pl.evaluate(pl.fast(model, device="cpu", precision="fp32"), test_set)["accuracy"]
 
 
-def training_history(run: Path) -> list:
-    """The run's per-epoch history (history.json beside `best`), so that curves can be drawn
-    from the shipped model without training it again (notebook 05); [] when absent."""
-    path = run / "history.json"
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def training_ending(run: Path) -> dict:
-    """How the run ended (results.json beside `best`): stopped_by ("patience": converged, or
-    "max_epochs"), patience, max_epochs, epochs_trained; {} for a run that recorded none."""
-    path = run / "results.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    return {k: results[k] for k in ("stopped_by", "patience", "max_epochs", "epochs_trained")
-            if results.get(k) is not None}
-
-
 def rebuilt_buffers(config: dict, state: dict) -> list:
     """Keys of integer tables (more than one element) that a model built from `config` computes itself
     and that equal the trained ones: POSTER V2's window attention stores each window's relative-position
@@ -116,7 +100,7 @@ def torch_equal(a, b) -> bool:
 
 
 def write_if_changed(tensors: dict, path: Path, metadata: dict) -> bool:
-    """Write the safetensors file unless the same bytes are already there (then its date and the
+    """Write the safetensors file unless the same content is already there (then its date and the
     manifest entry that describes it stay as they are). Returns whether it wrote."""
     import torch
     from safetensors import safe_open
@@ -184,7 +168,10 @@ def export_model(name: str, best: Path, previous: dict, provenance: dict, test_s
     if not wrote and previous.get("sha256") == sha256(SHIPPED / file_name) and "test_accuracy" in previous:
         print(f"{file_name}: the cached {name} is the shipped one (file and entry unchanged)")
         return previous
-    ending = training_ending(best.parent)
+    from poster_lite.model_cache import run_record
+
+    run = run_record(best.parent)                     # {"history": ..., how the run ended}
+    ending = {k: v for k, v in run.items() if k != "history"}
     entry = {"file": file_name, "sha256": sha256(SHIPPED / file_name), "config": meta["config"],
              "classes": meta["classes"], "channel_order": meta.get("channel_order", "rgb"),
              **({"rebuilt_on_load": rebuilt} if rebuilt else {}),
@@ -202,7 +189,7 @@ def export_model(name: str, best: Path, previous: dict, provenance: dict, test_s
              # validation metrics of the chosen epoch (a test score measured during training, in its
              # precision, is left out: test_accuracy below is the shipped file's)
              "metrics_at_training": {k: v for k, v in meta.get("metrics", {}).items() if not k.startswith("test")},
-             "history": training_history(best.parent), **ending}
+             "history": run.get("history", []), **ending}
     return entry
 
 

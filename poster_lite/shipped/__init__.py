@@ -90,6 +90,7 @@ def load_model(name: str, device=None):
     and, for runs with early stopping, how the run ended (stopped_by, patience, max_epochs, epochs_trained).
     """
     from ..config import config_from_dict
+    from ..model_cache import RUN_ENDING
     from ..models import build_model
 
     entry = manifest().get("models", {}).get(name)
@@ -116,8 +117,7 @@ def load_model(name: str, device=None):
     model.meta = {"classes": list(entry["classes"]), "channel_order": entry["channel_order"],
                   "config": entry["config"], "source": "shipped", "metrics": metrics,
                   **{k: entry[k] for k in ("recipe", "epoch", "batch_size", "command", "date", "dataset", "history",
-                                              "stopped_by", "patience", "max_epochs", "epochs_trained")
-                     if k in entry}}
+                                              *RUN_ENDING) if k in entry}}
     if device is not None:
         model.to(device)
     return model.eval()
