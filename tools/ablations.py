@@ -108,6 +108,11 @@ def plain(overrides: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
 
 
+def changed_settings(a: dict, b: dict) -> list:
+    """The names of the settings two results files disagree on."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def summarise(payload: dict) -> None:
     """Per row: seeds, mean, spread, stopped_by; paired differences to the base row; what is missing."""
     runs, n_test = payload["runs"], payload["settings"]["n_test"]
@@ -227,8 +232,7 @@ def main(argv=None) -> int:
     if out.exists():
         previous = json.loads(out.read_text())
         if previous.get("settings") != settings and not args.fresh:
-            changed = sorted(k for k in set(settings) | set(previous.get("settings", {}))
-                             if settings.get(k) != previous.get("settings", {}).get(k))
+            changed = changed_settings(settings, previous.get("settings", {}))
             parser.error(f"{out} was made with other settings ({', '.join(changed)}); pass the same ones to resume, "
                          "--fresh to start it over, or --out for another file")
         if previous.get("settings") == settings:
@@ -280,8 +284,7 @@ def merge_files(out: Path, others: list, parser) -> int:
     merged = payloads[0]
     for path, payload in zip(files[1:], payloads[1:]):
         if payload.get("settings") != merged.get("settings"):
-            changed = sorted(k for k in set(payload.get("settings", {})) | set(merged.get("settings", {}))
-                             if payload.get("settings", {}).get(k) != merged.get("settings", {}).get(k))
+            changed = changed_settings(payload.get("settings", {}), merged.get("settings", {}))
             parser.error(f"{path} was made with other settings than {files[0]} ({', '.join(changed)}); "
                          "only grids of the same protocol and settings can be merged")
         have = {(r["row"], r["seed"]): r for r in merged["runs"]}
