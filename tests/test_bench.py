@@ -1,7 +1,10 @@
 """The speed benchmark runs (quick mode) and reports what it promises. No timing asserts."""
 import json
+from pathlib import Path
 
 from poster_lite.bench import run
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_quick_benchmark_reports_both_paths(tmp_path):
@@ -50,3 +53,21 @@ def test_bench_cli_finds_the_cached_trained_model(tmp_path, monkeypatch, capsys)
     assert seen["checkpoint"] == str(tmp_path / "poster-nano" / "best")
     main(["bench", "--quick", "--checkpoint", "none"])
     assert seen["checkpoint"] is None
+
+
+def test_end_to_end_benchmark_runs_the_default_training_rule(tmp_path):
+    """benchmarks/train_end_to_end.py trains with the default run's early stopping and records how it ended."""
+    import importlib.util
+
+    from poster_lite.data.synthfer import make_synthfer
+
+    root = make_synthfer(tmp_path / "synthfer", n_train=70, n_val=64, n_test=64, progress=False)
+    spec = importlib.util.spec_from_file_location("e2e", REPO / "benchmarks" / "train_end_to_end.py")
+    e2e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e)
+    e2e.main(["--path", "fast", "--data-root", str(root), "--epochs", "3", "--patience", "1", "--limit", "64",
+              "--out-root", str(tmp_path / "bench")])
+    saved = json.loads((tmp_path / "bench" / "train_e2e_fast.json").read_text())
+    assert saved["patience"] == 1 and saved["stopped_by"] in ("patience", "max_epochs")
+    assert saved["epochs_trained"] == len(saved["history"]) <= 3
+    assert 0.0 <= saved["test"]["accuracy"] <= 1.0 and saved["wall_s"] > 0
