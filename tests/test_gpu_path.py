@@ -124,6 +124,30 @@ def test_compile_is_a_switch_of_train(monkeypatch):
     assert len(compiled) == 1
 
 
+def test_train_runs_through_a_real_compiled_module(monkeypatch):
+    """A real torch.compile wrapper (dynamo with its eager backend: no code generation, seconds),
+    with SAM, through pl.train's whole loop: the wrapper refuses len() and bool(), which the loop
+    once asked of it."""
+    real_compile = torch.compile
+    wrappers = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: wrappers.append(real_compile(module, backend="eager"))
+                        or wrappers[-1])
+    class Classifier(torch.nn.Module):        # like PosterModel, no __len__ (nn.Sequential has one)
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(192, 2)
+
+        def forward(self, x):
+            return self.linear(x.flatten(1))
+
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 8, 8), torch.arange(8) % 2)
+    model = Classifier()
+    history = train(model, data, data, epochs=2, batch_size=4, precision="fp32", progress=False, sam=True,
+                    compile=True)
+    assert len(wrappers) == 1 and type(wrappers[0]).__name__ == "OptimizedModule"
+    assert len(history) == 2 and all(torch.isfinite(torch.tensor(history["train_loss"].tolist())))
+
+
 @pytest.mark.parametrize("decode, workers, step, verdict", [
     (300.0, 8, 1500.0, "compute-bound"),      # 2,400 img/s fed, a 1,500 img/s GPU step
     (300.0, 1, 1500.0, "input-bound"),        # one worker cannot keep up

@@ -179,7 +179,7 @@ def fit(model, loader, optimizer, schedule, criterion, epochs: int, evaluated: d
     `history.stopped_by` says why it stopped: "patience", "max_epochs" or "time_budget".
     `reuse_frozen`: SAM's second pass reuses the frozen landmark stream (the fast path).
     """
-    net = net or model
+    net = model if net is None else net      # not `net or model`: a compiled module refuses bool()
     history = history or History(selection)
     history.stopped_by = None
     clock = clock or RunClock(len(loader), epochs - history.epochs_done)
