@@ -296,3 +296,22 @@ def test_poster_t_trains_on_synthfer_224_in_smoke_form(tmp_path, monkeypatch, on
     results = json.loads((out / "results.json").read_text())
     assert results["epochs_trained"] == 1 and results["test"]["accuracy"] is not None
     assert load_checkpoint(out / "best").config.input_size == 224
+
+
+def test_a_graph_that_cannot_compile_trains_eagerly(monkeypatch):
+    """A compiler that fails (here a backend that raises, as inductor does without a C++ compiler)
+    costs the speed-up, not the run."""
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no C++ compiler on this machine")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: real_compile(module, backend=broken_backend))
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 8, 8), torch.arange(8) % 2)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+    history = train(model, data, data, epochs=1, batch_size=4, precision="fp32", progress=False, sam=True,
+                    compile=True)
+    torch.manual_seed(0)
+    eager = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+    expected = train(eager, data, data, epochs=1, batch_size=4, precision="fp32", progress=False, sam=True)
+    assert history["train_loss"].tolist() == pytest.approx(expected["train_loss"].tolist(), rel=1e-5)

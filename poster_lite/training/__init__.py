@@ -131,7 +131,8 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
         say = tqdm.write if progress and rank == 0 else None
         clock = RunClock(len(loader), epochs - history.epochs_done, time_budget and time_budget * 60, say)
         try:
-            with explicit_attention_for_training(model, device, precision, enabled=recipe.fast):
+            with explicit_attention_for_training(model, device, precision, enabled=recipe.fast), \
+                    _eager_if_compiling_fails(compile):
                 history = fit(model, loader, optimizer, schedule, criterion, epochs, evaluated, net=net, sam=sam,
                               scaler=scaler, device=device, precision=precision,
                               eval_batch_size=max(batch_size // world, 64), history=history, on_epoch=save,
@@ -169,6 +170,14 @@ def _training_parts(model, recipe, epochs, device, precision, world, channels_la
     if compile:
         net = torch.compile(net)
     return net, optimizer, schedule, sam, scaler, criterion
+
+
+def _eager_if_compiling_fails(compile: bool):
+    """Inside, a graph that torch.compile cannot build (no C++ compiler, an unsupported operator)
+    runs eagerly with a warning instead of ending the run: compiling is a speed-up, not a need."""
+    if not compile:
+        return nullcontext()
+    return torch._dynamo.config.patch(suppress_errors=True)
 
 
 def _finish(model, meta, history, results, best_metrics) -> pd.DataFrame:

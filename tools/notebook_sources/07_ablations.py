@@ -497,6 +497,11 @@ depths
 # %%
 plot_rows("depth", "figure1_depth.png", dataset="nano on SynthFER", title="Figure 1: depth")
 
+# %%
+for row_id in ("depth1", "depth2", "depth6"):
+    print(difference_verdict(row_id))
+print(f"paper: {paper['x'][-1]} minus {paper['x'][0]} blocks {paper['accuracy'][-1] - paper['accuracy'][0]:+.2f} points")
+
 # %% [markdown]
 # ### Table 1 · Pyramid levels
 #
@@ -514,6 +519,11 @@ pyramid
 
 # %%
 plot_rows("pyramid", "table1_pyramid.png", dataset="nano, 4 blocks, SynthFER", title="Table 1: pyramid levels")
+
+# %%
+for row_id in ("pyramid1", "pyramid2", "pyramid4"):
+    print(difference_verdict(row_id))
+print(f"paper, accuracy by levels {paper['x']}: {paper['accuracy']}")
 
 # %% [markdown]
 # ## 4 · One row, live
