@@ -416,6 +416,13 @@ if len(every_model):
     print("every model on SynthFER's test split, best first: " + "; ".join(
         f"{r['model']} {r['test acc (%)']:.1f} %" if r["seeds"] else f"{r['model']} missing"
         for r in every_model.to_dict("records")))
+runs_of = {name: baseline_results.get("models", {}).get(name, {}).get("runs", [])
+           for name in ("mlp-true-landmarks", "mlp-predicted-landmarks")}
+if all(runs_of.values()):
+    true_lm, predicted_lm = (100 * np.mean([r["test_accuracy"] for r in runs]) for runs in runs_of.values())
+    print(f"landmark signal ({evidence.BASELINES_FILE}): an MLP on the true landmarks {true_lm:.1f} %, on the "
+          f"frozen MobileFaceNet's predicted ones {predicted_lm:.1f} % ({true_lm - predicted_lm:.1f} points lost "
+          f"before the landmarks reach POSTER)")
 print(f"HEADLINE: {MODEL} {poster_acc:.1%} vs {BASELINE} {baseline_acc:.1%} test accuracy on {DATA} "
       f"({gain:+.1f} points: {said['kind']})")
 
@@ -435,10 +442,13 @@ print(f"HEADLINE: {MODEL} {poster_acc:.1%} vs {BASELINE} {baseline_acc:.1%} test
 # Three reasons why the picture at nano scale on SynthFER may differ from the paper's, in
 # either direction:
 #
-# - SynthFER's expressions are drawn from landmark geometry. A landmark stream should help
-#   more here than on real photos, *if* the landmark network was pretrained (notebook 02);
-#   trained from scratch with the rest, it is just a second small CNN, frozen at its random
-#   initialisation, and adds little.
+# - SynthFER's expressions are drawn from landmark geometry, so a landmark stream *could* help
+#   more here than on real photos. What it can pass on is bounded by the frozen landmark network:
+#   the "landmark signal" line above compares an MLP on the true landmarks with the same MLP on
+#   the landmarks our MobileFaceNet predicts (pretrained for two epochs, notebook 02). The further
+#   apart those two are, the less of the geometry reaches POSTER's landmark tokens. Trained from
+#   scratch with the rest, the landmark network would be a second small CNN frozen at its random
+#   initialisation, and add less still.
 # - Two nano models trained once each also differ through their random seeds; a single
 #   pair of runs is one sample. Notebook 07 measures the seed-to-seed spread of such comparisons.
 # - The balanced SynthFER test set has no rare classes, so the mAcc gap that matters on RAF-DB
