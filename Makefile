@@ -57,13 +57,15 @@ labs: $(STAMP)
 # The nano-scale ablation grid of notebook 07, resumable per (row, seed) (tools/ablations.py says
 # how): the frozen-feature protocol by default (poster_lite/shipped/ablations_nano_frozen.json),
 # ABLATION_ARGS="--protocol paper" for the paper's (ablations_nano_paper.json). Running time on
-# this 2-core CPU (AMD EPYC, AVX512-BF16; measured 2026-11-30, one thread per process, three
-# trainings sharing the two cores): the frozen features once, 1.6 min idle, 12 under load (cached);
-# one frozen-feature row-seed with early stopping 6 to 16 min (355-960 s, 9-16 epochs), so
-# Tables 4 and 2 with 3 seeds (15 row-seeds) take about 2.5 h in one process and the full grid
-# (33) about 5.5 h; seeds can run in parallel processes, each with --out, joined with --merge.
-# The paper protocol: 30 min an epoch (pl.train's estimate under load 4: 23.1 s per step x 78),
-# hours per row-seed: a GPU job.
+# this 2-core CPU (AMD EPYC, AVX512-BF16; measured 2026-11-30, one thread per process, two or
+# three trainings sharing the two cores): the frozen features once, 1.6 min idle, 12 under load
+# (cached); one frozen-feature row-seed with early stopping 2 to 20 min (103 s for depth 1 to
+# 1,216 s for depth 6; 8 to 19 epochs), the shipped full grid (11 rows x 3 seeds, all stopped by
+# patience) 292 min of training in all, about 2.5 h of wall time in two parallel processes.
+# Seeds and rows can run in parallel processes, each with --out, joined with --merge.
+# The paper protocol trains end to end like the shared models: 2.7 to 3.8 min an epoch at one
+# thread (poster-nano: 28 epochs in 105 min; image-only-nano: 27 epochs, about 75 min of steps),
+# so 1 to 2 h per row-seed and about 50 h of one core for 33: a GPU job.
 # E.g. make ablations ABLATION_ARGS="--rows image-only-nano poster-nano-d4 --seeds 0 1 2".
 ablations: $(STAMP)
 	nice -n 10 $(PY) tools/ablations.py $(ABLATION_ARGS)
