@@ -926,6 +926,46 @@ if SMOKE:
     print("(SMOKE: a few dozen faces and a barely trained model; these numbers mean nothing.)")
 
 # %% [markdown]
+# ### What keeps a trained model at chance: a shut gate
+#
+# Both models end in the same squeeze-and-excitation gate before the classifier,
+# `x * sigmoid(fc2(relu(fc1(x))))` (notebook 04). Each of its numbers opens between 0 (shut) and
+# 1 (open), and the gradient that reaches everything before it is scaled by the gate's slope,
+# `gate * (1 - gate)`. A freshly built model's gate stands at about 0.5 (its weights start near
+# zero). A gate near 0 keeps a model at chance whatever else it has learned: the classifier sees
+# almost nothing, every prediction is nearly uniform, and almost no gradient flows back through
+# it, so training cannot easily open it again. The cell measures, on test faces, how wide each
+# trained model's gate is open and how much its class token (the gate's input) differs from face
+# to face. *Why* a gate shut is not measured here; one candidate: while the class token hardly
+# differs between faces, making every prediction uniform is the quickest way to lower the loss,
+# and shutting the gate does exactly that (exercise 8 tests it).
+
+# %%
+@torch.no_grad()
+def gate_report(model, images):
+    """(mean gate opening, spread of the gate's input between faces relative to its size)."""
+    seen = {}
+    hook = model.se.register_forward_hook(lambda module, inputs, output: seen.update(token=inputs[0].float()))
+    try:
+        model(images.to(device))
+    finally:
+        hook.remove()
+    token = seen["token"]                                                          # B x d
+    gate = torch.sigmoid(model.se.fc2(torch.relu(model.se.fc1(token.to(model.se.fc1.weight.dtype))))).float()
+    return gate.mean().item(), (token.std(0).mean() / token.abs().mean()).item()
+
+
+gate_faces = score_images[:64]
+for name, checked in ((BASELINE, v1_model), (MODEL, v2_model)):
+    opening, spread = gate_report(checked.eval(), gate_faces)
+    state = "shut: almost nothing reaches the classifier, and almost no gradient flows back" if opening < 0.05 \
+        else "open"
+    print(f"{name}: mean SE gate opening {opening:.4f} on {len(gate_faces)} test faces ({state}); its input differs "
+          f"between faces by {spread:.1%} of its size")
+if SMOKE:
+    print("(SMOKE: both models trained for a few steps on a few dozen faces.)")
+
+# %% [markdown]
 # What to take from the numbers: "simpler" holds for the *design* (one attention direction,
 # no pyramid, no token mixers, two ViT blocks instead of eight double-branch blocks). In one
 # unit the paper-size V2 has fewer stored parameters than POSTER (58.3M against 71.8M) but,
@@ -1004,3 +1044,10 @@ if SMOKE:
 #    branch, which layer scale multiplies by `config.layer_scale_init` (1e-5) at the start,
 #    while V1 feeds its landmark tokens in directly. Compare `pl.build_model(MODEL,
 #    layer_scale_init=1.0)` trained for the same budget.
+# 8. *(open)* Watch the gate of section 6 shut. Build a fresh `MODEL` with the pretrained
+#    backbones, train it for one epoch with a forward hook on `model.se` that records the mean
+#    gate opening at every step, and plot it against the step. When does it fall below 0.05,
+#    and how different are the class tokens of different faces at that step? Then repeat with
+#    the release's learning rate (`lr=3.5e-5`): does the gate stay open, and does validation
+#    accuracy leave chance? *Hint:* the gate is `torch.sigmoid(se.fc2(torch.relu(se.fc1(x))))`
+#    for the hook's input `x`; `gate_report` above does the measuring.
