@@ -24,8 +24,12 @@ class SEGate(nn.Module):
         self.fc1 = nn.Linear(dim, dim)
         self.fc2 = nn.Linear(dim, dim)
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """How far each number of x is let through, in (0, 1)."""
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(x))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x))))
+        return x * self.gate(x)
 
 
 def image_tokens_from_map(fmap: torch.Tensor, mode: str) -> torch.Tensor:

@@ -951,7 +951,7 @@ def gate_report(model, images):
     finally:
         hook.remove()
     token = seen["token"]                                                          # B x d
-    gate = torch.sigmoid(model.se.fc2(torch.relu(model.se.fc1(token.to(model.se.fc1.weight.dtype))))).float()
+    gate = model.se.gate(token.to(model.se.fc1.weight.dtype)).float()                  # B x d, in (0, 1)
     return gate.mean().item(), (token.std(0).mean() / token.abs().mean()).item()
 
 
@@ -1049,5 +1049,5 @@ if SMOKE:
 #    gate opening at every step, and plot it against the step. When does it fall below 0.05,
 #    and how different are the class tokens of different faces at that step? Then repeat with
 #    the release's learning rate (`lr=3.5e-5`): does the gate stay open, and does validation
-#    accuracy leave chance? *Hint:* the gate is `torch.sigmoid(se.fc2(torch.relu(se.fc1(x))))`
-#    for the hook's input `x`; `gate_report` above does the measuring.
+#    accuracy leave chance? *Hint:* the gate is `model.se.gate(x)` for the hook's input `x`;
+#    `gate_report` above does the measuring.
