@@ -7,9 +7,10 @@
 What `pl.trained_model("poster-nano", retrain=True)` runs (model_cache.RUN_SETTINGS["default"]:
 early stopping with patience 4 under a cap of 30 epochs, batch 64, all 5,000 SynthFER training
 faces, SAM, the nano lr, from the cached pretrained backbones), but into its own folder
-(runs/bench/e2e-<path>/, replaced on each run): nothing cached or shipped is touched. Wall time is the whole `pl.train` call (data
-preparation, compilation, training, the evaluations, the final test). Writes
-runs/bench/train_e2e_<path>.json with the time, the test accuracy and the machine's load.
+(runs/bench/e2e-<path>/, replaced on each run): nothing cached or shipped is touched. Wall
+time is the whole `pl.train` call (data preparation, compilation, training, the evaluations,
+the final test). Writes runs/bench/train_e2e_<path>.json with the time, the test accuracy, how
+the run ended and the machine's load.
 """
 from __future__ import annotations
 
