@@ -43,6 +43,7 @@ notebooks: $(STAMP)
 
 # Run every notebook headless in the default mode; pass notebook prefixes or
 # parameters through TOUR_ARGS, e.g. make tour TOUR_ARGS="03 04 -p DEVICE=cuda".
+# TOUR_ARGS=--faithful runs every notebook on the faithful float32 eager path (POSTER_LITE_FAST=0).
 tour: $(STAMP)
 	$(PY) tools/tour.py $(TOUR_ARGS)
 

@@ -21,6 +21,9 @@ from torch import nn
 from .errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The one switch for the whole suite (pl.fast, pl.train, the ablation grid, the tour's notebooks,
+# which inherit the environment): POSTER_LITE_FAST=0 runs the faithful float32 eager path.
+FAST_SWITCH = "POSTER_LITE_FAST"
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
@@ -104,6 +107,15 @@ def gpu_has_native_bf16(device=None) -> bool:
         return bool(torch.cuda.is_bf16_supported())
 
 
+def fast_path_enabled() -> bool:
+    """False when the environment says POSTER_LITE_FAST=0 (the faithful path everywhere)."""
+    value = os.environ.get(FAST_SWITCH, "1").strip()
+    if value not in ("0", "1"):
+        raise UserError(f"{FAST_SWITCH} must be 1 (the fast path, the default) or 0 (the faithful float32 "
+                        f"eager path), got {value!r}")
+    return value == "1"
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """"auto" -> the fastest precision this device runs well; the others are checked.
 
@@ -111,7 +123,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     else fp16 (T4, V100), which pl.train pairs with a GradScaler. CPU: bf16 where the CPU
     has bf16 matrix instructions, else fp32. MPS: fp32.
 
-    The environment variable POSTER_LITE_PRECISION replaces "auto" (never an explicit choice).
+    The environment variable POSTER_LITE_PRECISION replaces "auto" (never an explicit choice);
+    else POSTER_LITE_FAST=0 makes "auto" fp32 (the faithful path).
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -122,6 +135,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         precision = from_env
     if precision != "auto":
         return precision
+    if not fast_path_enabled():
+        return "fp32"
     if device.type == "cuda":
         return "bf16" if gpu_has_native_bf16(device) else "fp16"
     if device.type == "cpu":

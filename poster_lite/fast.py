@@ -22,13 +22,12 @@ Device and precision choice live in poster_lite/device.py.
 from __future__ import annotations
 
 import copy
-import os
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .device import autocast, pick_device, resolve_precision
+from .device import autocast, fast_path_enabled, pick_device, resolve_precision
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -94,7 +93,7 @@ def fast(model: nn.Module, device=None, precision: str = "auto", fold_bn: bool =
     """
     if isinstance(model, FastModel):
         return model
-    if not enabled or os.environ.get("POSTER_LITE_FAST", "1") == "0":
+    if not enabled or not fast_path_enabled():
         return model.eval()
     device = pick_device(device if device is not None else next(model.parameters()).device)
     precision = resolve_precision(precision, device)

@@ -179,6 +179,23 @@ def test_the_switch_off_trains_the_faithful_step(faces, monkeypatch):
     assert (off[columns] == on_fp32[columns]).all().all()
 
 
+def test_the_environment_switch_turns_the_fast_path_off_everywhere(faces, monkeypatch):
+    """POSTER_LITE_FAST=0 (the tour's --faithful, the grid's, the shared models'): faithful training,
+    recorded as such, fp32 for every "auto", and the faithful model from pl.fast."""
+    val = Subset(pl.data.load("synthfer", "val"), 8)
+    monkeypatch.setenv("POSTER_LITE_FAST", "0")
+    assert pl.device.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert pl.device.resolve_precision("bf16", torch.device("cpu")) == "bf16"     # a named choice stands
+    seen = _spy_steps(monkeypatch)
+    model, history = _train(faces, val)
+    assert seen and all(s["precision"] == "fp32" and not s["reuse"] and all(s["fused"]) for s in seen)
+    assert model.meta["recipe"]["fast"] is False and model.meta["precision"] == "fp32"
+    assert pl.fast(model) is model
+    monkeypatch.setenv("POSTER_LITE_FAST", "no")
+    with pytest.raises(pl.errors.UserError, match="POSTER_LITE_FAST must be 1 .* or 0 .*got 'no'"):
+        pl.device.resolve_precision("auto", torch.device("cpu"))
+
+
 def test_fast_step_agrees_with_the_faithful_step_within_bf16_tolerance():
     torch.manual_seed(0)
     start = pl.build_model("poster-nano")

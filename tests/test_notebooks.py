@@ -350,6 +350,25 @@ def test_a_stopped_tour_keeps_the_rows_it_finished(tmp_path, monkeypatch):
     assert [r["notebook"] for r in rows] == ran == [NOTEBOOKS[0].stem] and rows[0]["parameters"] == {"SMOKE": 0}
 
 
+def test_a_faithful_tour_runs_every_kernel_on_the_faithful_path(tmp_path, monkeypatch):
+    """--faithful is the tour's switch off: the kernels inherit POSTER_LITE_FAST=0, and the rows say so."""
+    seen = []
+
+    def fake_execute(path, out_dir, parameters, cell_timeout=None, verbose=False):
+        seen.append(os.environ.get("POSTER_LITE_FAST"))
+        return {"notebook": path.stem, "status": "ok", "minutes": 0.1, "headline": None, "error": None}
+
+    monkeypatch.setattr(tour, "execute", fake_execute)
+    monkeypatch.delenv("POSTER_LITE_FAST", raising=False)
+    tour.main(["--no-prepare", "--out", str(tmp_path / "fast"), NOTEBOOKS[0].stem[:2]])
+    monkeypatch.setenv("POSTER_LITE_FAST", "1")           # restored after the test
+    tour.main(["--no-prepare", "--faithful", "--out", str(tmp_path / "faithful"), NOTEBOOKS[0].stem[:2]])
+    assert seen == [None, "0"]
+    for name, fast in (("fast", True), ("faithful", False)):
+        rows = json.loads((tmp_path / name / "summary.json").read_text())["notebooks"]
+        assert rows and all(r["fast_path"] is fast for r in rows)
+
+
 def test_tour_prepare_row_reaches_the_book(tmp_path, monkeypatch):
     import poster_lite as pl
     from poster_lite import pretrain, shipped

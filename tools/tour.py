@@ -4,6 +4,8 @@
     python tools/tour.py 03 04                  # only notebooks whose name starts with these
     python tools/tour.py -p DEVICE=cuda -p DATA=raf-db
     python tools/tour.py --smoke                # SMOKE=1, what the tests run
+    python tools/tour.py --faithful             # POSTER_LITE_FAST=0: every training and inference on
+                                                # the faithful float32 eager path (the reference)
 
 Each notebook runs with papermill (its `parameters` cell overridden by -p values,
 SMOKE=0 unless --smoke) in notebooks/ as the working directory. Results go to
@@ -33,6 +35,7 @@ import copy
 import datetime
 import json
 import logging
+import os
 import pathlib
 import sys
 import time
@@ -206,7 +209,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-prepare", dest="prepare", action="store_false",
                         help="skip making the shared caches first (notebooks then make what they need)")
     parser.add_argument("--prepare-only", action="store_true", help="only make the shared caches (and their row)")
+    parser.add_argument("--faithful", action="store_true",
+                        help="POSTER_LITE_FAST=0 for the notebooks' kernels: the faithful float32 eager path")
     args = parser.parse_args(argv)
+    if args.faithful:              # the kernels papermill starts inherit this process's environment
+        os.environ["POSTER_LITE_FAST"] = "0"
 
     if args.verbose:       # papermill logs the cells' output through `logging`
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -225,7 +232,7 @@ def main(argv=None) -> int:
     def record():                   # after each step: a tour stopped halfway keeps the rows it finished
         for row in rows:
             row.setdefault("finished", time.strftime("%Y-%m-%d %H:%M"))
-            row.update(parameters=parameters)
+            row.update(parameters=parameters, fast_path=os.environ.get("POSTER_LITE_FAST", "1") != "0")
         update_summary(args.out / "summary.json", rows)
 
     for path in notebooks:

@@ -18,7 +18,7 @@ It is available as `selection="test"` so that the notebooks can show the gap.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pandas as pd
 import torch
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..data.in_memory import EpochBatchSampler, InMemoryFaces
 from ..data.labels import class_names
-from ..device import explicit_attention_for_training, loader_options, pick_device, resolve_precision
+from ..device import explicit_attention_for_training, fast_path_enabled, loader_options, pick_device, resolve_precision
 from ..errors import UserError, check_number
 from ..evaluation import as_tensors, evaluate, summary
 from ..losses import PosterLoss
@@ -78,6 +78,8 @@ def train(model: nn.Module, train_set, val_set, epochs: int = EPOCHS, batch_size
     model trains in channels-last memory.
     """
     recipe = make_recipe(recipe)
+    if recipe.fast and not fast_path_enabled():       # POSTER_LITE_FAST=0: the suite-wide switch
+        recipe = replace(recipe, fast=False)
     _check_arguments(recipe, epochs, batch_size, train_set, val_set, test_set, out_dir, resume, channel_order)
     if patience is not None:
         check_number("patience", patience, low=1, integer=True)
